@@ -1,0 +1,1 @@
+"""The ``imgcls`` command line: a thin layer that parses arguments and calls library functions."""

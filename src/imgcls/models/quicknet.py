@@ -1,0 +1,109 @@
+"""QuickNet: the small, fast convolutional network behind ``imgcls train``'s default presets.
+
+Not from a paper: an airbench-style design (Keller Jordan, "94% on CIFAR-10 in 3.29 seconds", 2024,
+arXiv:2404.00498) scaled down for 28x28 / 32x32 images on a 2-core CPU. A stem convolution, then stages of
+conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU that halve the resolution, global max pooling and a
+bias-free linear classifier whose logits are scaled down (airbench's ``scaling_factor``), which lets the
+trainer use a high learning rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from imgcls.models.registry import ModelSpec, register_model
+
+__all__ = ["QuickNet", "QuickNetConfig"]
+
+
+@dataclass(frozen=True)
+class QuickNetConfig:
+    stem: int
+    widths: tuple[int, ...]
+    logit_scale: float = 1 / 9
+
+
+# Our own presets (no paper table): sized so that the training presets meet their time budgets on the
+# 2-core CPU, see benchmarks/time_to_accuracy.py.
+VARIANTS: dict[str, tuple[QuickNetConfig, int]] = {
+    # name: (config, parameter count at 10 classes, 1 channel)
+    "quicknet_s": (QuickNetConfig(stem=24, widths=(32, 64, 128)), 295_048),
+    "quicknet_m": (QuickNetConfig(stem=32, widths=(64, 128, 256)), 1_165_920),
+}
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    # airbench: momentum 0.6 (i.e. PyTorch momentum 0.4) reaches useful running stats within few steps.
+    return nn.BatchNorm2d(c, momentum=0.4)
+
+
+class _Stage(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.MaxPool2d(2),  # pooling before BN/act: the BN then runs on 4x fewer values
+            _bn(cout),
+            nn.GELU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            _bn(cout),
+            nn.GELU(),
+        )
+
+
+class QuickNet(nn.Module):
+    def __init__(self, cfg: QuickNetConfig, num_classes: int = 10, in_chans: int = 1) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, cfg.stem, 3, padding=1, bias=False), _bn(cfg.stem), nn.GELU())
+        chans = (cfg.stem, *cfg.widths)
+        self.stages = nn.Sequential(*[_Stage(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.num_features = cfg.widths[-1]
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.head = nn.Linear(self.num_features, num_classes, bias=False)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes, bias=False)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))  # (B, C, H/2^S, W/2^S)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pool(x).flatten(1)  # (B, C)
+        if pre_logits:
+            return x
+        return self.head(x) * self.cfg.logit_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _build(cfg: QuickNetConfig, num_classes: int = 10, in_chans: int = 1) -> QuickNet:
+    return QuickNet(cfg, num_classes=num_classes, in_chans=in_chans)
+
+
+for _name, (_cfg, _params) in VARIANTS.items():
+    register_model(
+        ModelSpec(
+            name=_name,
+            family="quicknet",
+            builder=_build,
+            kwargs={"cfg": _cfg},
+            num_params=_params,
+            ref_kwargs={"num_classes": 10, "in_chans": 1},
+            source="imgcls preset (own design)",
+            input_size=(1, 28, 28),
+            test_input_size=(1, 28, 28),
+        )
+    )
