@@ -1,0 +1,229 @@
+"""The one training configuration: a dataclass whose fields are the CLI flags; YAML files overlay it.
+
+Resolution order (later wins): dataclass defaults < ``preset`` < YAML file(s) < explicit overrides (CLI flags).
+The resolved configuration is saved with every run as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from imgcls.errors import ConfigError, unknown_name
+
+__all__ = ["PRESETS", "TrainConfig", "resolve_config"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Every field is a CLI flag of ``imgcls train`` (``--field-name``)."""
+
+    # What to train on what.
+    model: str = "quicknet_s"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"drop_path_rate": 0.1}
+    pretrained: str | None = None  # checkpoint to start from (torchvision layout or an imgcls run)
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    download: bool = False
+    image_size: int | None = None  # resize the dataset once at load; None keeps its own size
+    channels: int | None = None  # convert the data to 1 or 3 channels; None keeps its own
+    fallback_dataset: str | None = "digits"  # used (with a note) when the default dataset is absent
+
+    # Optimisation.
+    epochs: float = 10
+    batch_size: int = 256
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1  # peak learning rate for batch_size (no silent scaling)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False  # weight decay on norm weights and biases (off, as is standard)
+    schedule: Literal["cosine", "onecycle", "step", "constant", "linear"] = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio (cosine / linear)
+    step_epochs: list[float] = field(default_factory=lambda: [30.0, 60.0, 90.0])  # for "step"
+    step_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None  # max global gradient norm
+    accum_steps: int = 1  # gradient accumulation: optimizer step every N batches
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 where the hardware has it
+    ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); evaluated if set
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+
+    # Data augmentation (per batch, on the training device).
+    augment: str = "light"  # a preset of imgcls.data.AUGMENT_PRESETS; fields below override it
+    crop_padding: int | None = None
+    flip: bool | None = None
+    erasing: float | None = None
+    mixup: float | None = None
+    cutmix: float | None = None
+    tta_flip: bool = False  # evaluate on the image and its mirror, average the logits
+
+    # The run.
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    seed: int = 0
+    deterministic: bool = False  # bitwise-reproducible kernels (slower on GPU)
+    threads: int | None = None  # torch CPU threads; None: all cores
+    out_dir: str = "runs"
+    name: str | None = None  # run directory name; default: <model>-<dataset>-<time>
+    resume: str | None = None  # a run directory to continue
+    eval_every: int = 1  # evaluate every N epochs (and always at the end)
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
+    progress: bool = True
+    preset: str | None = None  # "fast" or "accurate": see PRESETS
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Named starting points, applied under YAML and flags. Their targets are measured by
+# benchmarks/time_to_accuracy.py (README): fast >= 93.0% Fashion-MNIST in <= 120 s, accurate >= 94.0% in <= 600 s
+# on a 2-core CPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {
+        "model": "quicknet_s",
+        "epochs": 8,
+        "batch_size": 256,
+        "optimizer": "sgd",
+        "lr": 0.2,
+        "schedule": "onecycle",
+        "warmup_epochs": 1.0,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.1,
+        "augment": "light",
+        "tta_flip": True,
+    },
+    "accurate": {
+        "model": "quicknet_m",
+        "epochs": 25,
+        "batch_size": 256,
+        "optimizer": "sgd",
+        "lr": 0.2,
+        "schedule": "onecycle",
+        "warmup_epochs": 2.0,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.1,
+        "augment": "standard",
+        "tta_flip": True,
+    },
+}
+
+
+def _field_types() -> dict[str, Any]:
+    return get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any, typ: Any) -> Any:
+    """Check/convert one value against its field type; raises ConfigError naming the field."""
+    origin, args = get_origin(typ), get_args(typ)
+    if value is None:
+        if type(None) in args or typ is Any:
+            return None
+        raise ConfigError(f"'{name}' cannot be empty")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"'{name}' must be one of {', '.join(map(str, args))}, got '{value}'")
+        return value
+    if args and type(None) in args:  # Optional[X]
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0])
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if typ is float:
+            return float(value)
+        if typ is str:
+            return str(value)
+        if origin is list:
+            return [_coerce(name, v, args[0]) for v in (value if isinstance(value, list) else [value])]
+        if origin is dict:
+            if not isinstance(value, Mapping):
+                raise ValueError(value)
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"'{name}' expects {getattr(typ, '__name__', typ)}, got {value!r}") from None
+    return value
+
+
+def overlay(cfg: TrainConfig, values: Mapping[str, Any], source: str = "overrides") -> TrainConfig:
+    """Return ``cfg`` with ``values`` applied; unknown keys and wrong types raise ConfigError naming ``source``."""
+    types = _field_types()
+    valid = {f.name for f in fields(TrainConfig)}
+    changes = {}
+    for key, value in values.items():
+        k = key.replace("-", "_")
+        if k not in valid:
+            raise unknown_name(f"setting in {source}", key, valid)
+        changes[k] = _coerce(k, value, types[k])
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def resolve_config(
+    yaml_files: list[str | Path] | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """Defaults < preset (named in YAML or overrides) < YAML files in order < overrides."""
+    layers: list[tuple[str, Mapping[str, Any]]] = [(str(p), load_yaml(p)) for p in yaml_files or []]
+    layers.append(("command line", dict(overrides or {})))
+    preset = None
+    for _, values in layers:
+        preset = values.get("preset", preset)
+    cfg = TrainConfig()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise unknown_name("preset", preset, PRESETS)
+        cfg = overlay(cfg, PRESETS[preset], f"preset {preset}")
+    for source, values in layers:
+        cfg = overlay(cfg, values, source)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Range checks that a type cannot express."""
+    checks = [
+        (cfg.epochs > 0, "epochs must be > 0"),
+        (cfg.batch_size >= 1, "batch_size must be >= 1"),
+        (cfg.lr > 0, "lr must be > 0"),
+        (cfg.weight_decay >= 0, "weight_decay must be >= 0"),
+        (0 <= cfg.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+        (cfg.accum_steps >= 1, "accum_steps must be >= 1"),
+        (cfg.grad_clip is None or cfg.grad_clip > 0, "grad_clip must be > 0"),
+        (cfg.ema_decay is None or 0 < cfg.ema_decay < 1, "ema_decay must be in (0, 1)"),
+        (cfg.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+        (cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must not exceed epochs"),
+        (cfg.eval_every >= 1, "eval_every must be >= 1"),
+        (cfg.channels in (None, 1, 3), "channels must be 1 or 3"),
+        (cfg.image_size is None or cfg.image_size >= 4, "image_size must be >= 4"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)

@@ -1,0 +1,65 @@
+"""Optimizers and learning-rate schedules.
+
+Weight decay skips normalisation weights and biases by default (every parameter with fewer than two
+dimensions): decaying a BatchNorm scale only changes the effective learning rate of the layer before it
+(van Laarhoven 2017, arXiv:1706.05350), and the practice is standard since Goyal et al. 2017 (arXiv:1706.02677).
+Schedules are per optimizer step, so they are exact for fractional epochs and short runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from imgcls.train.config import TrainConfig
+
+__all__ = ["build_optimizer", "build_schedule", "lr_factor"]
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 or decay_norm_and_bias else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    # AdamW: decoupled weight decay (Loshchilov and Hutter 2019, arXiv:1711.05101).
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: float) -> float:
+    """Multiplier of the peak lr at optimizer ``step`` (0-based) of ``total_steps``."""
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        return (step + 1) / (warmup + 1)  # linear warmup, never exactly 0
+    floor = cfg.min_lr_ratio
+    progress = (step - warmup) / max(1, total_steps - warmup)  # 0 -> 1 after warmup
+    if cfg.schedule == "cosine":
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule in ("onecycle", "linear"):
+        # One-cycle (Smith and Topin 2017, arXiv:1708.07120) as airbench uses it: linear warmup to the peak,
+        # then a linear decay to min_lr_ratio.
+        return floor + (1 - floor) * (1 - progress)
+    if cfg.schedule == "step":
+        epoch = step / steps_per_epoch
+        return cfg.step_gamma ** sum(epoch >= m for m in cfg.step_epochs)
+    return 1.0  # constant
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    fn: Callable[[int], float] = lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch)  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)

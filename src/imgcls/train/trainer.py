@@ -1,0 +1,441 @@
+"""The training loop behind ``imgcls.train(config)`` and ``imgcls train``.
+
+One epoch is: draw the epoch's shuffled, augmented batches (a pure function of seed and epoch), step the
+optimizer, evaluate on the test split, write the checkpoint atomically. A run stopped at any point and resumed
+with ``--resume`` ends with the same weights as one that never stopped (same seed, deterministic mode).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+import imgcls
+from imgcls.data import AUGMENT_PRESETS, AugmentConfig, load_dataset, make_loader
+from imgcls.errors import ConfigError, DataError, ImgclsError
+from imgcls.evaluate import EvalResult, evaluate
+from imgcls.models import create_model, get_model_spec, load_pretrained
+from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
+from imgcls.models.registry import AuxOutputs
+from imgcls.train import checkpoint as ckpt
+from imgcls.train.config import TrainConfig, overlay, validate
+from imgcls.train.ema import ModelEma
+from imgcls.train.optim import build_optimizer, build_schedule
+from imgcls.utils.device import autocast, resolve_amp, resolve_device
+from imgcls.utils.files import atomic_path, atomic_write_text
+
+__all__ = ["TrainResult", "TrainingDivergedError", "train"]
+
+log = logging.getLogger(__name__)
+
+# Settings that may differ when a run is resumed; everything else is taken from the saved config.
+RESUME_OVERRIDABLE = ("epochs", "device", "threads", "progress", "eval_every", "max_steps")
+_NAN_CHECK_EVERY = 20  # steps between loss checks (each check synchronises with the device)
+
+
+class TrainingDivergedError(ImgclsError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    test_acc: float  # top-1 of the final weights
+    test_top5: float
+    best_acc: float
+    epochs: int
+    steps: int
+    train_seconds: float  # wall time of the training steps (no evaluation, no start-up)
+    total_seconds: float  # wall time of the whole call
+    images_per_sec: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval: EvalResult | None = None
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train (or resume) a model as ``cfg`` says; returns the final test metrics and the run directory."""
+    return _Trainer(cfg).fit()
+
+
+def _augment_config(cfg: TrainConfig) -> AugmentConfig:
+    if cfg.augment not in AUGMENT_PRESETS:
+        from imgcls.errors import unknown_name
+
+        raise unknown_name("augmentation preset", cfg.augment, AUGMENT_PRESETS)
+    aug = AUGMENT_PRESETS[cfg.augment]
+    overrides = {
+        k: getattr(cfg, k) for k in ("crop_padding", "flip", "erasing", "mixup", "cutmix") if getattr(cfg, k) is not None
+    }
+    return replace(aug, **overrides)
+
+
+def _resume_config(cfg: TrainConfig) -> TrainConfig:
+    run_dir = Path(cfg.resume)  # type: ignore[arg-type]
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it an imgcls run directory?)")
+    saved = overlay(TrainConfig(), yaml.safe_load(saved_path.read_text()) or {}, str(saved_path))
+    defaults = TrainConfig()
+    changes = {k: getattr(cfg, k) for k in RESUME_OVERRIDABLE if getattr(cfg, k) != getattr(defaults, k)}
+    return replace(saved, resume=str(run_dir), **changes)
+
+
+def _classifier_keys(name: str, num_classes: int, in_chans: int, image_size: int, kwargs: dict) -> set[str]:
+    """Keys whose shape depends on num_classes: built twice on the meta device (free) and compared."""
+    with torch.device("meta"):
+        a = create_model(name, num_classes=num_classes, in_chans=in_chans, image_size=image_size, **kwargs)
+        b = create_model(name, num_classes=num_classes + 1, in_chans=in_chans, image_size=image_size, **kwargs)
+    sa, sb = a.state_dict(), b.state_dict()
+    return {k for k in sa if k in sb and sa[k].shape != sb[k].shape}
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.resume:
+            cfg = _resume_config(cfg)
+        validate(cfg)
+        self.cfg = cfg
+        self.t_start = time.perf_counter()
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _setup_runtime(self) -> None:
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.device = resolve_device(cfg.device)
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        log.debug("device %s, autocast %s, %d threads", self.device, self.amp_dtype, torch.get_num_threads())
+
+    def _load_data(self) -> None:
+        cfg = self.cfg
+        kwargs = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels)
+        try:
+            self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
+        except DataError as e:
+            if not cfg.fallback_dataset or cfg.fallback_dataset == cfg.dataset:
+                raise
+            log.warning("note: %s", e)
+            log.warning("note: training on '%s' instead (install the dataset or pass --dataset)", cfg.fallback_dataset)
+            self.cfg = cfg = replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None)
+            self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
+        self.test_set = load_dataset(cfg.dataset, "test", **kwargs)
+        self.info = self.train_set.info
+        aug = _augment_config(cfg)
+        loader_kw = dict(device=self.device, seed=cfg.seed, channels_last=cfg.channels_last)
+        self.train_loader = make_loader(self.train_set, cfg.batch_size, train=True, augment=aug, **loader_kw)
+        self.test_loader = make_loader(self.test_set, max(cfg.batch_size, 500), train=False, **loader_kw)
+        if len(self.train_loader) < cfg.accum_steps:
+            raise ConfigError(
+                f"the training set gives {len(self.train_loader)} batches of {cfg.batch_size}, fewer than "
+                f"accum_steps={cfg.accum_steps}: lower --batch-size or --accum-steps"
+            )
+
+    def _build_model(self) -> None:
+        cfg, info = self.cfg, self.info
+        image_size = info.image_size[0]
+        spec = get_model_spec(cfg.model)
+        self.model_info = {
+            "model": cfg.model,
+            "model_kwargs": dict(cfg.model_kwargs),
+            "family": spec.family,
+            "num_classes": info.num_classes,
+            "in_chans": info.channels,
+            "image_size": image_size,
+            "classes": list(info.classes),
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "dataset": info.name,
+            "tta_flip": cfg.tta_flip,
+            "imgcls_version": imgcls.__version__,
+        }
+        model = ckpt.build_model_from_info(self.model_info)
+        if cfg.pretrained and not cfg.resume:
+            self._load_pretrained(model, image_size)
+        model.to(self.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
+        # torch.compile trades a start-up compile for faster steps; the uncompiled module is what we save.
+        self.step_model = torch.compile(model) if cfg.compile else model
+
+    def _load_pretrained(self, model: nn.Module, image_size: int) -> None:
+        cfg = self.cfg
+        path = Path(cfg.pretrained)  # type: ignore[arg-type]
+        if path.is_dir():  # an imgcls run directory
+            path = path / (ckpt.WEIGHTS_BEST if (path / ckpt.WEIGHTS_BEST).is_file() else ckpt.WEIGHTS_LAST)
+        state = remap_legacy_keys(load_state_dict_file(path))
+        own = model.state_dict()
+        head = _classifier_keys(cfg.model, self.info.num_classes, self.info.channels, image_size, cfg.model_kwargs)
+        mismatched = {k for k in head if k in state and state[k].shape != own[k].shape}
+        if mismatched:
+            # Fine-tuning to another class count: keep the new, freshly initialised classifier.
+            log.info("pretrained classifier has another class count: replacing %d tensors", len(mismatched))
+            state = {k: v for k, v in state.items() if k not in mismatched}
+            state.update({k: own[k] for k in mismatched})
+        load_pretrained(model, state)
+
+    # ---------------------------------------------------------------------------------------------- the run
+    def _make_run_dir(self) -> Path:
+        cfg = self.cfg
+        if cfg.resume:
+            return Path(cfg.resume)
+        name = cfg.name or f"{cfg.model}-{self.info.name.replace(':', '_').replace('/', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
+        run_dir = Path(cfg.out_dir) / name
+        if (run_dir / ckpt.STATE).exists():
+            raise ConfigError(f"run directory '{run_dir}' already holds a run: pass --resume {run_dir} or another --name")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        ckpt.save_model_info(run_dir, self.model_info)
+        return run_dir
+
+    def fit(self) -> TrainResult:
+        self._setup_runtime()
+        self._load_data()
+        self._build_model()
+        cfg = self.cfg
+        self.run_dir = self._make_run_dir()
+
+        steps_per_epoch = len(self.train_loader) // cfg.accum_steps
+        total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+        num_epochs = math.ceil(total_steps / steps_per_epoch)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.schedule = build_schedule(self.optimizer, cfg, total_steps, steps_per_epoch)
+
+        start_epoch, step, best_acc, history = 0, 0, -1.0, []
+        if cfg.resume:
+            start_epoch, step, best_acc, history = self._restore(self.run_dir / ckpt.STATE)
+            log.info("resuming %s at epoch %d/%d", self.run_dir, start_epoch + 1, num_epochs)
+        else:
+            log.info(
+                "training %s (%s parameters) on %s: %d train / %d test images, %d epochs, device %s%s",
+                cfg.model, f"{sum(p.numel() for p in self.model.parameters()):,}", self.info.name,
+                len(self.train_set), len(self.test_set), num_epochs, self.device,
+                f", {str(self.amp_dtype).replace('torch.', '')} autocast" if self.amp_dtype else "",
+            )
+
+        train_seconds = sum(r["epoch_seconds"] for r in history)
+        images_seen = sum(r["images"] for r in history)
+        last_eval: EvalResult | None = None
+        epoch = start_epoch
+        try:
+            for epoch in range(start_epoch, num_epochs):
+                row, step = self._train_epoch(epoch, num_epochs, step, total_steps)
+                train_seconds += row["epoch_seconds"]
+                images_seen += row["images"]
+                is_last = epoch == num_epochs - 1 or step >= total_steps
+                if is_last or (epoch + 1) % cfg.eval_every == 0:
+                    last_eval = self._evaluate()
+                    row.update(test_loss=last_eval.loss, test_acc=last_eval.top1, test_top5=last_eval.top5)
+                    best = last_eval.top1 > best_acc
+                    best_acc = max(best_acc, last_eval.top1)
+                else:
+                    best = False
+                history.append(row)
+                self._save(epoch, step, best_acc, history, best)
+                self._log_epoch(row, num_epochs)
+                if step >= total_steps:
+                    break
+        except KeyboardInterrupt:
+            log.warning("interrupted in epoch %d; the checkpoint of the last finished epoch is in %s; "
+                        "continue with: imgcls train --resume %s", epoch + 1, self.run_dir, self.run_dir)
+            raise
+
+        if last_eval is None:  # resumed a finished run: evaluate what is there
+            last_eval = self._evaluate()
+        total = time.perf_counter() - self.t_start
+        result = TrainResult(
+            run_dir=self.run_dir,
+            test_acc=last_eval.top1,
+            test_top5=last_eval.top5,
+            best_acc=max(best_acc, last_eval.top1),
+            epochs=len(history),
+            steps=step,
+            train_seconds=train_seconds,
+            total_seconds=total,
+            images_per_sec=images_seen / max(train_seconds, 1e-9),
+            history=history,
+            eval=last_eval,
+        )
+        ckpt.atomic_write_json(self.run_dir / "result.json", {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in ((f.name, getattr(result, f.name)) for f in fields(result)) if k not in ("history", "eval")
+        } | {"dataset": self.info.name, "model": cfg.model, "per_class": last_eval.to_dict()["per_class"]})
+        log.info("test accuracy %.2f%% (top-5 %.2f%%) after %d epochs, %.1f s of training; run in %s",
+                 100 * result.test_acc, 100 * result.test_top5, result.epochs, train_seconds, self.run_dir)
+        return result
+
+    def _loss(self, out: torch.Tensor | AuxOutputs, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ls = self.cfg.label_smoothing
+        if isinstance(out, AuxOutputs):
+            loss = F.cross_entropy(out.logits, y, label_smoothing=ls)
+            for aux in out.aux:  # GoogLeNet: auxiliary classifiers weighted 0.3 (Szegedy et al. 2014, sec. 5)
+                loss = loss + out.aux_weight * F.cross_entropy(aux, y, label_smoothing=ls)
+            return loss, out.logits
+        return F.cross_entropy(out, y, label_smoothing=ls), out
+
+    def _train_epoch(self, epoch: int, num_epochs: int, step: int, total_steps: int) -> tuple[dict[str, Any], int]:
+        from tqdm.auto import tqdm
+
+        cfg, model, opt = self.cfg, self.step_model, self.optimizer
+        model.train()
+        self.train_loader.set_epoch(epoch)
+        accum = cfg.accum_steps
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        n_images, n_batches = 0, 0
+        bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch + 1}/{num_epochs}", leave=False,
+                   disable=not cfg.progress, dynamic_ncols=True, unit="batch")
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(self.train_loader):
+            with autocast(self.device, self.amp_dtype):
+                out = model(x)
+                loss, logits = self._loss(out, y)
+            (loss / accum).backward() if accum > 1 else loss.backward()
+            n_batches += 1
+            n_images += x.shape[0]
+            loss_sum += loss.detach().float()
+            target = y if y.ndim == 1 else y.argmax(1)  # mixup / cutmix: the dominant label
+            correct += (logits.detach().argmax(1) == target).sum()
+            if (i + 1) % accum == 0:
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                self.schedule.step()
+                if self.ema is not None:
+                    self.ema.update(self.model)
+                step += 1
+            if n_batches % _NAN_CHECK_EVERY == 0:
+                self._check_finite(loss_sum, epoch, step)
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{float(loss_sum) / n_batches:.3f}", acc=f"{100 * float(correct) / n_images:.1f}",
+                                lr=f"{opt.param_groups[0]['lr']:.3g}", img_s=f"{n_images / elapsed:.0f}", refresh=False)
+            bar.update(1)
+            if step >= total_steps and (i + 1) % accum == 0:
+                break
+        bar.close()
+        self._check_finite(loss_sum, epoch, step)
+        seconds = time.perf_counter() - t0
+        return {
+            "epoch": epoch + 1,
+            "step": step,
+            "train_loss": float(loss_sum) / max(n_batches, 1),
+            "train_acc": float(correct) / max(n_images, 1),
+            "lr": opt.param_groups[0]["lr"],
+            "epoch_seconds": seconds,
+            "images": n_images,
+            "images_per_sec": n_images / max(seconds, 1e-9),
+        }, step
+
+    def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+        if not torch.isfinite(loss_sum):
+            last = f"the checkpoint of epoch {epoch} is in {self.run_dir}" if epoch > 0 else "no checkpoint was written"
+            raise TrainingDivergedError(
+                f"the training loss became {float(loss_sum)} in epoch {epoch + 1} (step {step}); the run stopped and "
+                f"{last}; lower --lr or set --grad-clip 1.0"
+            )
+
+    def _eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _evaluate(self) -> EvalResult:
+        return evaluate(self._eval_model(), self.test_loader, self.info.num_classes, classes=self.info.classes,
+                        amp_dtype=self.amp_dtype, tta_flip=self.cfg.tta_flip)
+
+    def _log_epoch(self, row: dict[str, Any], num_epochs: int) -> None:
+        test = f" | test acc {100 * row['test_acc']:.2f}% top-5 {100 * row['test_top5']:.2f}%" if "test_acc" in row else ""
+        log.info("epoch %d/%d: train loss %.4f acc %.2f%%%s | lr %.3g | %.0f img/s | %.1f s",
+                 row["epoch"], num_epochs, row["train_loss"], 100 * row["train_acc"], test, row["lr"],
+                 row["images_per_sec"], row["epoch_seconds"])
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def _save(self, epoch: int, step: int, best_acc: float, history: list[dict[str, Any]], best: bool) -> None:
+        run_dir, eval_model = self.run_dir, self._eval_model()
+        meta = {"epoch": str(epoch + 1), "model": self.cfg.model}
+        ckpt.save_weights(eval_model, run_dir / ckpt.WEIGHTS_LAST, meta)
+        if best:
+            ckpt.save_weights(eval_model, run_dir / ckpt.WEIGHTS_BEST, meta)
+        state = {
+            "epoch": epoch + 1,  # epochs completed
+            "step": step,
+            "best_acc": best_acc,
+            "history": history,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "config": self.cfg.to_dict(),
+        }
+        ckpt.save_training_state(run_dir / ckpt.STATE, state)
+        self._write_metrics(history)
+
+    def _restore(self, path: Path) -> tuple[int, int, float, list[dict[str, Any]]]:
+        if not path.is_file():
+            raise ConfigError(f"cannot resume '{path.parent}': no {ckpt.STATE} (the first epoch never finished); start it again")
+        state = ckpt.load_training_state(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state.get("rng_cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        return state["epoch"], state["step"], state["best_acc"], state["history"]
+
+    def _write_metrics(self, history: list[dict[str, Any]]) -> None:
+        cols = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr",
+                "epoch_seconds", "images_per_sec"]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(history)
+        atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
+        _plot_curves(history, self.run_dir / "curves.png")
+
+
+def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    tested = [r for r in history if "test_acc" in r]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
+    if tested:
+        ax1.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], "o-", label="test")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax2.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
+    if tested:
+        ax2.plot([r["epoch"] for r in tested], [100 * r["test_acc"] for r in tested], "o-", label="test")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("top-1 accuracy (%)")
+    ax2.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

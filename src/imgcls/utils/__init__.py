@@ -1,0 +1,1 @@
+"""Small helpers used across imgcls (device selection, atomic file writes)."""

@@ -1,0 +1,138 @@
+"""End-to-end CLI tests on tiny datasets written as real files (IDX, CIFAR pickles, image folders)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imgcls.cli.main import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_fmnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    code = main(["-q", "train", "--dataset", "fashion-mnist", "--data-dir", str(tiny_fmnist), "--epochs", "4",
+                 "--batch-size", "32", "--lr", "0.1", "--augment", "none", "--out-dir", str(out), "--name", "r",
+                 "--no-progress", "--tta-flip"])
+    assert code == 0
+    return out / "r"
+
+
+def test_train_prints_result_and_saves_config(trained_run: Path) -> None:
+    cfg = (trained_run / "config.yaml").read_text()
+    assert "epochs: 4" in cfg and "tta_flip: true" in cfg and "fallback_dataset: null" in cfg
+
+
+def test_train_json_and_yaml_config(tiny_fmnist: Path, tmp_path: Path, capsys) -> None:
+    yml = tmp_path / "c.yaml"
+    yml.write_text("epochs: 1\nbatch_size: 40\nmodel_kwargs: {}\n")
+    code, out, _ = run_cli(capsys, "-q", "train", "--config", str(yml), "--dataset", "fashion-mnist", "--data-dir",
+                           str(tiny_fmnist), "--out-dir", str(tmp_path), "--name", "j", "--no-progress", "--json")
+    assert code == 0
+    res = json.loads(out)
+    assert res["epochs"] == 1 and 0 <= res["test_acc"] <= 1 and Path(res["run_dir"]).name == "j"
+    assert "batch_size: 40" in (tmp_path / "j" / "config.yaml").read_text()
+
+
+def test_eval_table_json_and_reports(trained_run: Path, tiny_fmnist: Path, capsys) -> None:
+    code, out, _ = run_cli(capsys, "eval", str(trained_run), "--data-dir", str(tiny_fmnist))
+    assert code == 0 and "top-1 acc" in out and "Ankle boot" in out
+    code, out, _ = run_cli(capsys, "eval", str(trained_run / "last.safetensors"), "--data-dir", str(tiny_fmnist),
+                           "--json", "--no-tta-flip")
+    res = json.loads(out)
+    assert code == 0 and res["n"] == 80 and len(res["confusion"]) == 10
+    assert res["top1"] == pytest.approx(1 - res["top1_error"])
+    report = Path(res["out_dir"])
+    assert (report / "confusion.csv").is_file() and (report / "confusion.png").is_file()
+    result = json.loads((trained_run / "result.json").read_text())
+    assert result["test_acc"] > 0.3  # it learned the bands
+
+
+def test_predict_files_and_folders(trained_run: Path, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from tests.conftest import pattern_images
+
+    x, y = pattern_images(4, 10, 40, 3, 7)  # RGB and larger: converted to 1x28x28 like the training data
+    files = []
+    for i, img in enumerate(x):
+        p = tmp_path / "imgs" / f"{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(img.transpose(1, 2, 0)).save(p)
+        files.append(p)
+    code, out, _ = run_cli(capsys, "predict", str(trained_run), str(files[0]), str(tmp_path / "imgs"), "-k", "3",
+                           "--json")
+    preds = json.loads(out)
+    assert code == 0 and len(preds) == 5  # one file + a folder of four
+    assert all(len(p["top"]) == 3 for p in preds)
+    probs = [t["prob"] for t in preds[0]["top"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    code, out, _ = run_cli(capsys, "predict", str(trained_run), str(files[1]))
+    assert code == 0 and out.splitlines()[0].endswith("1.png") and "%" in out.splitlines()[1]
+
+
+def test_models_lists_registry(capsys) -> None:
+    code, out, _ = run_cli(capsys, "models", "quicknet")
+    assert code == 0 and "quicknet_s" in out and "295,048" in out
+    code, out, _ = run_cli(capsys, "models", "--json")
+    assert code == 0 and any(r["name"] == "quicknet_m" for r in json.loads(out))
+
+
+def test_other_datasets_end_to_end(tiny_cifar10: Path, tiny_folder: Path, tmp_path: Path, capsys) -> None:
+    for name, data_dir in (("cifar10", str(tiny_cifar10)), (f"folder:{tiny_folder}", None)):
+        argv = ["-q", "train", "--dataset", name, "--epochs", "1", "--batch-size", "16", "--out-dir", str(tmp_path),
+                "--no-progress", "--json"]
+        code, out, err = run_cli(capsys, *argv, *(["--data-dir", data_dir] if data_dir else []))
+        assert code == 0, err
+        info = json.loads((Path(json.loads(out)["run_dir"]) / "model.json").read_text())
+        assert info["in_chans"] == 3 and info["image_size"] in (32, 24)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--model", "resnet1800"], "unknown model 'resnet1800'"),
+        (["train", "--dataset", "imagenet-21k"], "unknown dataset 'imagenet-21k'"),
+        (["train", "--dataset", "cifar100", "--data-dir", "{empty}"], "dataset 'cifar100' not found"),
+        (["train", "--epochs", "0"], "epochs must be > 0"),
+        (["train", "--config", "{empty}/none.yaml"], "does not exist"),
+        (["eval", "{empty}/no-run"], "does not exist"),
+        (["predict", "{empty}/no-run", "x.png"], "does not exist"),
+        (["train", "--resume", "{empty}"], "cannot resume"),
+    ],
+)
+def test_user_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
+    argv = [a.replace("{empty}", str(tmp_path)) for a in argv]
+    code, out, err = run_cli(capsys, "-q", *argv, "--out-dir", str(tmp_path)) if argv[0] == "train" else run_cli(
+        capsys, "-q", *argv)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_image_and_mismatched_checkpoint(trained_run: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    code, _, err = run_cli(capsys, "predict", str(trained_run), str(bad))
+    assert code == 2 and "bad.png" in err and "Traceback" not in err
+    # a run whose weights do not fit its model.json (e.g. edited by hand) is refused clearly
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    info = json.loads((trained_run / "model.json").read_text()) | {"num_classes": 7}
+    (broken / "model.json").write_text(json.dumps(info))
+    (broken / "last.safetensors").write_bytes((trained_run / "last.safetensors").read_bytes())
+    code, _, err = run_cli(capsys, "predict", str(broken), str(bad))
+    assert code == 2 and "does not match the model" in err
+
+
+def test_no_arguments_shows_help(capsys) -> None:
+    code, out, _ = run_cli(capsys)
+    assert code == 0 and "train" in out and "predict" in out

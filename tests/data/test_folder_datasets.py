@@ -1,0 +1,157 @@
+"""Image folders: every mode and format, splits, resize, channels, bad files, streaming vs in memory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from data_files import save_image
+from PIL import Image
+
+from imgcls.data import FolderDataset, InMemoryDataset, load_dataset
+from imgcls.data.folder import decode_image
+from imgcls.errors import ConfigError, DataError
+
+
+def test_every_mode_loads_as_rgb(color_folder: Path) -> None:
+    ds = load_dataset(f"folder:{color_folder}")
+    assert isinstance(ds, InMemoryDataset)
+    assert ds.info.classes == ("bird", "cat", "dog") and ds.info.channels == 3
+    assert ds.info.image_size == (10, 12)  # (H, W) of the 12x10 images
+    assert len(ds) + len(load_dataset(f"folder:{color_folder}", "test")) == 24
+    assert ds.images.shape[1:] == (3, 10, 12) and ds.images.dtype == torch.uint8
+    # Statistics over the training split, per channel, for images in [0, 1].
+    expected = (ds.images.double() / 255).mean(dim=(0, 2, 3))
+    np.testing.assert_allclose(ds.info.mean, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "expected"),
+    [
+        ("L", 77, [77]),
+        ("I;16", 65535, [255]),  # 16-bit scaled to 8-bit
+        ("I;16", 32896, [128]),
+        ("RGBA", 200, [157, 157, 157]),  # alpha 200/255 over black: 200 * 200 / 255
+    ],
+)
+def test_mode_conversion_values(tmp_path: Path, mode: str, value: int, expected: list[int]) -> None:
+    path = save_image(tmp_path / "a.png", mode, value=value)
+    out = decode_image(path, len(expected))
+    assert out.shape == (len(expected), 10, 12) and out.dtype == np.uint8
+    np.testing.assert_allclose(out[:, 0, 0], expected, atol=1)
+
+
+def test_transparent_pixels_become_black_and_palette_and_cmyk_match_pillow(tmp_path: Path) -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = 255  # white, but fully transparent
+    Image.frombytes("RGBA", (4, 4), rgba.tobytes()).save(tmp_path / "t.png")
+    assert decode_image(tmp_path / "t.png", 3).max() == 0
+    for name, mode in (("p.gif", "P"), ("c.jpg", "CMYK")):
+        path = save_image(tmp_path / name, mode)
+        with Image.open(path) as img:
+            want = np.asarray(img.convert("RGB")).transpose(2, 0, 1)
+            want_l = np.asarray(img.convert("RGB").convert("L"))
+        np.testing.assert_array_equal(decode_image(path, 3), want)
+        np.testing.assert_array_equal(decode_image(path, 1)[0], want_l)  # ITU-R 601 luma
+
+
+def test_gray_folder_is_one_channel_and_converts_to_three(tmp_path: Path) -> None:
+    for cls in ("a", "b"):
+        for i in range(5):
+            save_image(tmp_path / "g" / cls / f"{i}.png", "L" if i % 2 else "I;16", seed=i)
+    gray = load_dataset(f"folder:{tmp_path / 'g'}", val_fraction=0.2)
+    assert gray.info.channels == 1 and gray.images.shape[1] == 1
+    rgb = load_dataset(f"folder:{tmp_path / 'g'}", val_fraction=0.2, channels=3)
+    assert torch.equal(rgb.images[:, 0], rgb.images[:, 1]) and torch.equal(rgb.images[:, :1], gray.images)
+    assert rgb.info.mean == gray.info.mean * 3
+
+
+def test_train_val_layout_is_used(tmp_path: Path) -> None:
+    for split, n in (("train", 4), ("val", 2)):
+        for cls in ("x", "y"):
+            for i in range(n):
+                save_image(tmp_path / split / cls / f"{i}.png", "RGB", seed=i)
+    name = f"folder:{tmp_path}"
+    train, val, test = load_dataset(name), load_dataset(name, "val"), load_dataset(name, "test")
+    assert (len(train), len(val), len(test)) == (8, 4, 4)
+    assert val.info == train.info and val.labels.tolist() == [0, 0, 1, 1]
+    save_image(tmp_path / "val" / "z" / "0.png", "RGB")
+    with pytest.raises(DataError, match="class that"):
+        load_dataset(name, "val")
+    save_image(tmp_path / "only" / "train" / "x" / "0.png", "RGB")
+    with pytest.raises(DataError, match="no val/ or test/"):
+        load_dataset(f"folder:{tmp_path / 'only'}", "test")
+
+
+def test_seeded_stratified_split(tmp_path: Path) -> None:
+    for cls in ("a", "b", "c"):
+        for i in range(10):
+            save_image(tmp_path / cls / f"{i}.bmp", "RGB", size=(4, 4), seed=i)
+    name = f"folder:{tmp_path}"
+    train = load_dataset(name, val_fraction=0.2, seed=3)
+    test = load_dataset(name, "test", val_fraction=0.2, seed=3)
+    assert (len(train), len(test)) == (24, 6) and np.bincount(test.labels.numpy()).tolist() == [2, 2, 2]
+    files_train = load_dataset(name, val_fraction=0.2, seed=3, in_memory=False).files
+    files_test = load_dataset(name, "test", val_fraction=0.2, seed=3, in_memory=False).files
+    assert len(set(files_train) | set(files_test)) == 30  # a partition of the 30 files
+    again = load_dataset(name, "test", val_fraction=0.2, seed=3)
+    other = load_dataset(name, "test", val_fraction=0.2, seed=4)
+    assert torch.equal(again.images, test.images) and not torch.equal(other.images, test.images)
+    assert len(load_dataset(name, val_fraction=0.0)) == 30
+    with pytest.raises(ConfigError, match="val_fraction"):
+        load_dataset(name, "test", val_fraction=0.0)
+
+
+def test_resize_and_jpeg_draft(tmp_path: Path) -> None:
+    for cls in ("a", "b"):
+        for i in range(3):
+            save_image(tmp_path / cls / f"{i}.jpg", "RGB", size=(64, 48), seed=i)
+    ds = load_dataset(f"folder:{tmp_path}", image_size=16, val_fraction=0)
+    assert ds.images.shape == (6, 3, 16, 16) and ds.info.image_size == (16, 16)
+
+
+def test_corrupt_image_names_the_file_or_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for cls in ("a", "b"):
+        for i in range(4):
+            save_image(tmp_path / cls / f"{i}.png", "RGB", seed=i)
+    bad = tmp_path / "a" / "broken.png"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8).tobytes())
+    name = f"folder:{tmp_path}"
+    with pytest.raises(DataError, match="cannot read image") as err:
+        load_dataset(name, val_fraction=0)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+    with caplog.at_level(logging.WARNING, logger="imgcls.data"):
+        ds = load_dataset(name, val_fraction=0, skip_bad=True)
+    assert len(ds) == 8 and ds.skipped == (bad,)
+    assert "skipped 1 unreadable image" in caplog.text
+    # Truncated: a valid header whose pixel data stops early.
+    bad.unlink()
+    good = tmp_path / "b" / "0.png"
+    good.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(DataError, match=str(good).replace("\\", "\\\\")):
+        load_dataset(name, val_fraction=0, skip_bad=False)
+
+
+def test_empty_missing_and_flat_folders(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_dataset(f"folder:{tmp_path / 'empty'}")
+    save_image(tmp_path / "flat" / "one.png", "RGB")
+    with pytest.raises(DataError, match=r"1 images lie loose in it"):
+        load_dataset(f"folder:{tmp_path / 'flat'}")
+
+
+def test_streaming_matches_in_memory(color_folder: Path) -> None:
+    name = f"folder:{color_folder}"
+    mem = load_dataset(name, "test", image_size=8)
+    stream = load_dataset(name, "test", image_size=8, in_memory=False)
+    assert isinstance(stream, FolderDataset) and stream.info == mem.info
+    x, y = stream[1]
+    assert x.dtype == torch.uint8 and x.shape == (3, 8, 8)
+    assert torch.equal(x, mem.images[1]) and y == int(mem.labels[1])
+    assert stream.labels == mem.labels.tolist()

@@ -1,0 +1,69 @@
+"""The IDX reader: good files (gzipped or not), and every way a file can be broken."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_files import write_idx_file
+
+from imgcls.data.idx import IDX_IMAGES, IDX_LABELS, read_idx, write_idx
+from imgcls.errors import DataError
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_reads_images_and_labels(tmp_path: Path, gz: bool) -> None:
+    images = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    labels = np.array([7, 0, 9], dtype=np.uint8)
+    f_img = write_idx_file(tmp_path / "img", images, gz=gz)
+    f_lab = write_idx_file(tmp_path / "lab", labels, gz=gz)
+    np.testing.assert_array_equal(read_idx(f_img, IDX_IMAGES), images)
+    np.testing.assert_array_equal(read_idx(f_lab, IDX_LABELS), labels)
+
+
+def test_big_endian_types_and_writer_round_trip(tmp_path: Path) -> None:
+    values = np.array([[1, -2], [300, -32768]], dtype=np.int16)
+    raw = struct.pack(">HBB", 0, 0x0B, 2) + struct.pack(">2I", 2, 2) + values.astype(">i2").tobytes()
+    (tmp_path / "a").write_bytes(raw)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a"), values)
+    write_idx(tmp_path / "b.gz", values)
+    assert (tmp_path / "b.gz").read_bytes()[:2] == b"\x1f\x8b"
+    np.testing.assert_array_equal(read_idx(tmp_path / "b.gz"), values)
+
+
+def _raw_images() -> bytes:
+    return struct.pack(">I3I", IDX_IMAGES, 2, 3, 3) + bytes(18)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (_raw_images()[:-1], "truncated"),  # one data byte missing
+        (_raw_images() + b"\0", "longer than its header says"),
+        (_raw_images()[:10], "truncated inside its header"),
+        (b"\x00", "truncated"),
+        (b"PK\x03\x04" + bytes(40), "not an IDX file"),  # a zip file, say
+        (gzip.compress(_raw_images())[:-8], "not a valid gzip stream"),  # gzip cut short
+    ],
+)
+def test_broken_files_raise_data_error_naming_the_file(tmp_path: Path, content: bytes, needle: str) -> None:
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=needle) as err:
+        read_idx(path, IDX_IMAGES)
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_wrong_magic_for_the_role(tmp_path: Path) -> None:
+    path = write_idx_file(tmp_path / "labels", np.zeros(4, np.uint8), gz=False)
+    with pytest.raises(DataError, match="0x00000801, expected 0x00000803"):
+        read_idx(path, IDX_IMAGES)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read IDX file"):
+        read_idx(tmp_path / "missing")

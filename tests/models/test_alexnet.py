@@ -1,0 +1,169 @@
+"""AlexNet and ZFNet specifics: torchvision layout and function, the paper's LRN, the two-GPU split,
+layer sizes, initialisation, the small-image form and ZFNet's filter renormalisation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from imgcls.models import count_params, create_model, get_model_spec
+from imgcls.models.alexnet import AlexNet, AlexNetConfig
+from imgcls.models.layers.lrn import LocalResponseNorm
+from imgcls.models.zfnet import renormalize_filters_
+
+KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+
+
+def _reference_layout(model: str) -> list[tuple[str, list[int]]]:
+    path = KEYS_DIR / f"{model}.txt"
+    if not path.is_file():
+        pytest.skip(f"torchvision key file {path} is absent (shared/reference is not checked out here)")
+    rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
+    return [(k, json.loads(s)) for k, s in rows]
+
+
+def _narrow(name: str, **kw: object) -> AlexNet:
+    """The variant's convolutions with a 16-wide classifier: same features, cheap to build."""
+    cfg: AlexNetConfig = get_model_spec(name).kwargs["cfg"]
+    return AlexNet(replace(cfg, hidden=16), num_classes=10, **kw)
+
+
+def _conv_out_sides(model: nn.Module, size: int) -> list[int]:
+    """Spatial side after every conv and pool of ``model.features`` (meta device: free)."""
+    sides: list[int] = []
+    x = torch.empty(1, 3, size, size, device="meta")
+    for layer in model.features:
+        x = layer(x)
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+            sides.append(x.shape[-1])
+    return sides
+
+
+def test_alexnet_state_dict_matches_torchvision() -> None:
+    expected = _reference_layout("alexnet")
+    with torch.device("meta"):
+        model = create_model("alexnet")
+    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == expected
+
+
+def test_alexnet_computes_torchvisions_function() -> None:
+    torch.manual_seed(0)
+    model = _narrow("alexnet").eval()  # torchvision's features, a 16-wide classifier: cheap, same function
+    p = dict(model.named_parameters())
+    x = torch.randn(2, 3, 63, 63)  # torchvision's min_size for AlexNet
+    # torchvision.models.AlexNet.forward, written out with the keys of alexnet.txt.
+    y = F.relu(F.conv2d(x, p["features.0.weight"], p["features.0.bias"], stride=4, padding=2))
+    y = F.max_pool2d(y, 3, 2)
+    y = F.max_pool2d(F.relu(F.conv2d(y, p["features.3.weight"], p["features.3.bias"], padding=2)), 3, 2)
+    for i in (6, 8, 10):
+        y = F.relu(F.conv2d(y, p[f"features.{i}.weight"], p[f"features.{i}.bias"], padding=1))
+    y = F.adaptive_avg_pool2d(F.max_pool2d(y, 3, 2), (6, 6)).flatten(1)
+    y = F.relu(F.linear(y, p["classifier.1.weight"], p["classifier.1.bias"]))
+    y = F.relu(F.linear(y, p["classifier.4.weight"], p["classifier.4.bias"]))
+    y = F.linear(y, p["classifier.6.weight"], p["classifier.6.bias"])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), y)
+    kinds = [type(m).__name__ for m in model.classifier]
+    assert kinds == ["Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
+
+
+def test_lrn_is_the_papers_formula() -> None:
+    x = torch.randn(2, 9, 3, 3)
+    k, n, alpha, beta = 2.0, 5, 1e-4 * 1e3, 0.75  # a large alpha so the normalisation is visible
+    expected = torch.empty_like(x)
+    for c in range(9):
+        lo, hi = max(0, c - n // 2), min(8, c + n // 2)
+        expected[:, c] = x[:, c] / (k + alpha * x[:, lo : hi + 1].pow(2).sum(1)) ** beta
+    torch.testing.assert_close(LocalResponseNorm(n, alpha, beta, k)(x), expected)
+
+
+def test_grouped_lrn_keeps_gpus_apart() -> None:
+    lrn = LocalResponseNorm(5, alpha=1.0, beta=0.75, k=2.0, groups=2)
+    x = torch.ones(1, 8, 1, 1)
+    spiked = x.clone()
+    spiked[:, 3] = 10.0  # last map of the first "GPU"
+    diff = (lrn(spiked) - lrn(x)).abs().flatten()
+    assert diff[1:4].gt(0).all() and diff[4:].eq(0).all()  # channel 4 (second GPU) is untouched
+
+
+def test_two_gpu_split_connects_only_own_gpu_maps() -> None:
+    model = _narrow("alexnet_paper_2gpu").eval()
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [c.groups for c in convs] == [1, 2, 1, 2, 2]  # conv3 and the fc layers cross GPUs (Sec. 3.5)
+    # conv2 -> ReLU -> LRN -> pool stays on its GPU: changing GPU 1's conv1 maps leaves GPU 2's maps alone.
+    layers = list(model.features)
+    i2, i3 = layers.index(convs[1]), layers.index(convs[2])
+    stem, block = model.features[:i2], model.features[i2:i3]
+    with torch.no_grad():
+        a = stem(torch.randn(1, 3, 99, 99))
+        b = a.clone()
+        b[:, :48] += 1.0  # the 48 conv1 maps of GPU 1
+        ya, yb = block(a), block(b)
+    assert not torch.allclose(ya[:, :128], yb[:, :128])
+    torch.testing.assert_close(ya[:, 128:], yb[:, 128:])
+    with torch.device("meta"):
+        one, two = create_model("alexnet_paper"), create_model("alexnet_paper_2gpu")
+    assert count_params(one) - count_params(two) == 1_413_120  # halved conv2, conv4, conv5
+
+
+def test_paper_layer_order_and_sizes() -> None:
+    model = _narrow("alexnet_paper")
+    kinds = [type(m).__name__ for m in model.features[:8]]
+    # Sec. 3.3 / 3.4: ReLU, then response normalisation, then overlapping max-pooling.
+    assert kinds == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"] * 2
+    assert [type(m).__name__ for m in model.classifier] == ["Linear", "ReLU", "Dropout"] * 2 + ["Linear"]
+    assert all(m.p == 0.5 for m in model.classifier if isinstance(m, nn.Dropout))
+    with torch.device("meta"):
+        model = create_model("alexnet_paper")
+    # Fig. 2: 55 -> pool 27 -> 27 -> pool 13 -> 13, 13, 13 -> pool 6, from a 227x227 input.
+    assert _conv_out_sides(model, 227) == [55, 27, 27, 13, 13, 13, 13, 6]
+
+
+def test_paper_initialisation() -> None:
+    torch.manual_seed(0)
+    model = _narrow("alexnet_paper")
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert [float(m.bias.detach().mean()) for m in layers] == [0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]  # Sec. 5
+    assert abs(float(layers[1].weight.detach().std()) - 0.01) < 1e-3
+
+
+def test_small_input_form_keeps_the_classifier() -> None:
+    for name in ("alexnet", "alexnet_paper", "zfnet"):
+        with torch.device("meta"):
+            big = create_model(name)
+            small = create_model(name, image_size=32)
+        assert small.features[0].kernel_size == (3, 3) and small.features[0].stride == (1, 1)
+        assert small.classifier[-1].in_features == big.classifier[-1].in_features == 4096
+        fc6 = [m for m in small.classifier if isinstance(m, nn.Linear)][0]
+        assert fc6.in_features == 256 * 6 * 6
+        for size in (28, 32):
+            assert small.forward_features(torch.empty(1, 3, size, size, device="meta")).shape[-1] >= 6
+
+
+def test_zfnet_first_layers_and_sizes() -> None:
+    with torch.device("meta"):
+        model = create_model("zfnet")
+    c1, c2 = [m for m in model.features if isinstance(m, nn.Conv2d)][:2]
+    assert (c1.kernel_size, c1.stride, c2.kernel_size, c2.stride) == ((7, 7), (2, 2), (5, 5), (2, 2))
+    # Fig. 3: 110 -> pool 55 -> 26 -> pool 13 -> 13, 13, 13 -> pool 6 from 224x224.
+    assert _conv_out_sides(model, 224) == [110, 55, 26, 13, 13, 13, 13, 6]
+    kinds = [type(m).__name__ for m in model.features[:4]]
+    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "LocalResponseNorm"]  # pool, then contrast norm
+
+
+def test_zfnet_filter_renormalisation() -> None:
+    conv = nn.Conv2d(2, 3, 3)
+    with torch.no_grad():
+        conv.weight.fill_(0.01)
+        conv.weight[1] = 0.5  # RMS 0.5 > 0.1
+    before = conv.weight.detach().clone()
+    assert renormalize_filters_(nn.Sequential(conv)) == 1
+    rms = conv.weight.detach().pow(2).mean(dim=(1, 2, 3)).sqrt()
+    torch.testing.assert_close(rms[1], torch.tensor(0.1))
+    torch.testing.assert_close(conv.weight[[0, 2]].detach(), before[[0, 2]])  # small filters untouched

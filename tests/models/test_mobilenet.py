@@ -1,0 +1,144 @@
+"""MobileNet v1 (width and resolution multipliers, Tables 6/7) and MobileNetV2 (torchvision layout, Table 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from imgcls.models import create_model, get_model_spec
+from imgcls.models import mobilenet as mnv1
+from imgcls.models.mobilenetv2 import BLOCKS, InvertedResidual
+from imgcls.models.registry import count_params
+
+TV_KEYS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+
+
+def _tv_layout(model_name: str) -> list[tuple[str, list[int]]]:
+    path = TV_KEYS / f"{model_name}.txt"
+    if not path.is_file():
+        pytest.skip(f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)")
+    rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
+    return [(k, json.loads(s)) for k, s in rows]
+
+
+def _layout(model: nn.Module) -> list[tuple[str, list[int]]]:
+    return [(k, list(v.shape)) for k, v in model.state_dict().items()]
+
+
+def _gmacs(name: str) -> float:
+    """Multiply-adds at the variant's native input size, counted on the meta device (no compute)."""
+    spec = get_model_spec(name)
+    with torch.device("meta"):
+        model = create_model(name).eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.empty(1, *spec.input_size))
+    return counter.get_total_flops() / 2e9  # a multiply-add is two FLOPs
+
+
+# --- MobileNet v1 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(mnv1.VARIANTS))
+def test_v1_matches_paper_tables_6_and_7(name: str) -> None:
+    """Our exact count rounds to the paper's "Million Parameters"; mult-adds match its "Million Mult-Adds"."""
+    spec = get_model_spec(name)
+    cfg, ref = mnv1.VARIANTS[name]
+    assert round(spec.num_params / 1e6, 1) == ref.paper_params_m
+    assert _gmacs(name) == pytest.approx(ref.gflops, rel=0.01)
+
+
+def test_v1_width_multiplier_scales_every_layer() -> None:
+    """alpha = 0.5 halves every layer's channels (Sec. 3.3), so the weights shrink by about alpha^2."""
+    with torch.device("meta"):
+        full = create_model("mobilenet_v1")
+        half = create_model("mobilenet_v1_0_5")
+    convs_full = [m for m in full.modules() if isinstance(m, nn.Conv2d)]
+    convs_half = [m for m in half.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs_full) == len(convs_half) == 1 + 2 * 13  # stem + 13 depthwise-separable layers (Table 1)
+    for a, b in zip(convs_full, convs_half):
+        assert b.out_channels * 2 == a.out_channels
+        assert b.in_channels * 2 == a.in_channels or a.in_channels == 3  # the image keeps its 3 channels
+        assert (a.groups == a.in_channels) == (b.groups == b.in_channels)  # depthwise stays depthwise
+    assert half.num_features * 2 == full.num_features == 1024
+
+    def body_params(model: nn.Module) -> int:  # everything but the (width-independent-output) classifier
+        return count_params(model) - count_params(model.head)
+
+    assert body_params(half) / body_params(full) == pytest.approx(0.5**2, abs=0.01)
+
+
+def test_v1_resolution_multiplier_sets_input_size_only() -> None:
+    """rho changes the input side (224, 192, 160, 128), not the network; mult-adds scale with about rho^2."""
+    base = get_model_spec("mobilenet_v1")
+    base_macs = _gmacs("mobilenet_v1")
+    for res in (192, 160, 128):
+        spec = get_model_spec(f"mobilenet_v1_1_0_{res}")
+        assert spec.input_size == (3, res, res)
+        assert spec.num_params == base.num_params
+        assert spec.kwargs["cfg"].resolution == res
+        # rho^2 for every conv; the 1024 x 1000 classifier (1 M of 569 M) does not shrink.
+        assert _gmacs(spec.name) == pytest.approx(base_macs * (res / 224) ** 2, rel=0.01)
+
+
+def test_v1_small_input_form_keeps_weights_and_ends_at_4x4() -> None:
+    with torch.device("meta"):  # shapes only: the meta device computes none of the values
+        native = create_model("mobilenet_v1", num_classes=10, in_chans=1)
+        small = create_model("mobilenet_v1", num_classes=10, in_chans=1, image_size=28)
+        x = torch.empty(2, 1, 32, 32)
+        assert small.forward_features(x).shape == (2, 1024, 4, 4)  # total stride 8
+        assert native.forward_features(x).shape == (2, 1024, 1, 1)  # total stride 32
+    assert _layout(small) == _layout(native)  # ImageNet-trained weights load into the small form
+
+
+# --- MobileNetV2 ----------------------------------------------------------------------------------------
+
+
+def test_v2_torchvision_layout() -> None:
+    expected = _tv_layout("mobilenet_v2")
+    for image_size in (None, 32):  # the small-input form changes strides only
+        with torch.device("meta"):
+            model = create_model("mobilenet_v2", image_size=image_size)
+        assert _layout(model) == expected
+
+
+def test_v2_blocks_follow_table_2() -> None:
+    with torch.device("meta"):
+        model = create_model("mobilenet_v2")
+    blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
+    assert len(blocks) == sum(n for _, _, n, _ in BLOCKS) == 17
+    # A residual connection wherever the shape is kept: the n - 1 repeats of each row, 10 in all.
+    assert sum(b.use_res_connect for b in blocks) == 10
+    # Linear bottleneck (Sec. 3.2): every block ends with the projection's BN, no activation.
+    assert all(isinstance(b.conv[-1], nn.BatchNorm2d) for b in blocks)
+    assert [b.out_channels for b in blocks][-1] == 320 and model.num_features == 1280
+
+
+@pytest.mark.parametrize(
+    "name,stem,last",
+    [("mobilenet_v2_0_35", 16, 1280), ("mobilenet_v2_0_5", 16, 1280), ("mobilenet_v2", 32, 1280), ("mobilenet_v2_1_4", 48, 1792)],
+)
+def test_v2_width_multiplier_rounds_to_multiples_of_8(name: str, stem: int, last: int) -> None:
+    """make_divisible rounding; the last conv is not thinned below width 1 but is widened above (Sec. 6.1)."""
+    with torch.device("meta"):
+        model = create_model(name)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0].out_channels == stem
+    assert convs[-1].out_channels == model.num_features == last
+    assert all(c.out_channels % 8 == 0 for c in convs)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v2_1_4"])
+def test_v2_mult_adds_match_table_4(name: str) -> None:
+    assert _gmacs(name) == pytest.approx(get_model_spec(name).gflops, rel=0.01)
+
+
+def test_v2_small_input_form_ends_at_4x4() -> None:
+    with torch.device("meta"):
+        model = create_model("mobilenet_v2", num_classes=10, in_chans=1, image_size=32)
+        assert model.forward_features(torch.empty(2, 1, 32, 32)).shape == (2, 1280, 4, 4)
+        assert model.forward_features(torch.empty(2, 1, 28, 28)).shape == (2, 1280, 4, 4)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from imgcls.errors import CheckpointError
+from imgcls.models import create_model, load_pretrained
+from imgcls.models.pretrained import remap_legacy_keys
+
+
+def _model(num_classes: int = 10):
+    torch.manual_seed(0)
+    return create_model("quicknet_s", num_classes=num_classes, in_chans=1)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_round_trip_through_files(tmp_path: Path, suffix: str) -> None:
+    src = _model()
+    state = {k: v.contiguous() for k, v in src.state_dict().items()}
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pth":
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)  # DDP-wrapped, nested
+    else:
+        save_file(state, str(path))
+    dst = create_model("quicknet_s", num_classes=10, in_chans=1)
+    load_pretrained(dst, path)
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+
+
+def test_missing_num_batches_tracked_is_accepted() -> None:
+    state = {k: v for k, v in _model().state_dict().items() if not k.endswith("num_batches_tracked")}
+    load_pretrained(_model(), state)
+
+
+def test_mismatches_are_named() -> None:
+    with pytest.raises(CheckpointError, match="shapes differ.*num_classes"):
+        load_pretrained(_model(10), _model(5).state_dict())
+    state = dict(_model().state_dict())
+    state.pop("head.weight")
+    with pytest.raises(CheckpointError, match="1 keys missing .*head.weight"):
+        load_pretrained(_model(), state)
+    state = dict(_model().state_dict()) | {"extra.weight": torch.zeros(1)}
+    with pytest.raises(CheckpointError, match="unexpected .*extra.weight"):
+        load_pretrained(_model(), state)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*bad.pth"):
+        load_pretrained(_model(), bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_pretrained(_model(), tmp_path / "none.safetensors")
+
+
+def test_legacy_names_are_mapped() -> None:
+    keys = {
+        "features.denseblock1.denselayer1.norm.1.weight": "features.denseblock1.denselayer1.norm1.weight",
+        "features.denseblock1.denselayer2.conv.2.weight": "features.denseblock1.denselayer2.conv2.weight",
+        "encoder.layers.encoder_layer_0.mlp.linear_1.bias": "encoder.layers.encoder_layer_0.mlp.0.bias",
+        "encoder.layers.encoder_layer_0.mlp.linear_2.weight": "encoder.layers.encoder_layer_0.mlp.3.weight",
+        "_orig_mod.fc.weight": "fc.weight",
+        "features.0.weight": "features.0.weight",
+    }
+    out = remap_legacy_keys({k: torch.zeros(1) for k in keys})
+    assert sorted(out) == sorted(keys.values())

@@ -1,0 +1,91 @@
+"""SqueezeNet: fire modules (Table 1), torchvision's layout, the ReLU'd classifier, the small-input form."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from imgcls.models import create_model, get_model_spec
+from imgcls.models.squeezenet import Fire
+
+TV_KEYS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+
+
+def _tv_layout(model_name: str) -> list[tuple[str, list[int]]]:
+    path = TV_KEYS / f"{model_name}.txt"
+    if not path.is_file():
+        pytest.skip(f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)")
+    rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
+    return [(k, json.loads(s)) for k, s in rows]
+
+
+def _layout(model: nn.Module) -> list[tuple[str, list[int]]]:
+    return [(k, list(v.shape)) for k, v in model.state_dict().items()]
+
+
+def test_fire_outputs_expand1x1_then_expand3x3_channels() -> None:
+    torch.manual_seed(0)
+    fire = Fire(10, squeeze=3, expand1x1=5, expand3x3=7)
+    assert fire.out_channels == 12
+    x = torch.randn(2, 10, 6, 6)
+    out = fire(x)
+    assert out.shape == (2, 12, 6, 6)  # the 3x3 expand is padded: the map keeps its size
+    # The concatenation puts the 1x1 expand first (torchvision's order): silence the 3x3 path and only the
+    # last 7 channels go to zero.
+    nn.init.zeros_(fire.expand3x3.weight)
+    nn.init.zeros_(fire.expand3x3.bias)
+    out = fire(x)
+    assert torch.count_nonzero(out[:, 5:]) == 0 and torch.count_nonzero(out[:, :5]) > 0
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_0", "squeezenet1_1"])
+def test_fire_modules_follow_table_1(name: str) -> None:
+    """fire2..fire9 output 128, 128, 256, 256, 384, 384, 512, 512 channels, each feeding the next."""
+    with torch.device("meta"):
+        model = create_model(name)
+    fires = [m for m in model.features if isinstance(m, Fire)]
+    assert [f.out_channels for f in fires] == [128, 128, 256, 256, 384, 384, 512, 512]
+    assert [f.squeeze.in_channels for f in fires[1:]] == [f.out_channels for f in fires[:-1]]
+    # Squeeze ratio 1/8 of the expand channels, half of the expand filters 3x3 (Sec. 3.3's SR and pct3x3).
+    assert all(f.squeeze.out_channels * 8 == f.out_channels for f in fires)
+    assert all(f.expand3x3.out_channels == f.expand1x1.out_channels for f in fires)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.features) == 3
+    assert model.num_features == 512
+
+
+def test_torchvision_layout() -> None:
+    expected = _tv_layout("squeezenet1_0")
+    for image_size in (None, 32):  # the small-input form changes stride and padding only
+        with torch.device("meta"):
+            model = create_model("squeezenet1_0", image_size=image_size)
+        assert _layout(model) == expected
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_0", "squeezenet1_1"])
+def test_mult_adds_match_reference(name: str) -> None:
+    """0.82 and 0.35 GMACs at 224 px: SqueezeNet 1.1 needs 2.4x less computation than 1.0 (authors' repo)."""
+    spec = get_model_spec(name)
+    with torch.device("meta"):
+        model = create_model(name).eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.empty(1, *spec.input_size))
+    assert counter.get_total_flops() / 2e9 == pytest.approx(spec.gflops, rel=0.01)
+
+
+def test_small_input_form_and_non_negative_logits() -> None:
+    torch.manual_seed(0)
+    model = create_model("squeezenet1_1", num_classes=10, in_chans=1, image_size=28).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert model.forward_features(x).shape == (2, 512, 4, 4)  # stride-1 conv1, then three pools
+        logits = model(x)
+    assert logits.shape == (2, 10)
+    assert (logits >= 0).all()  # conv10 is followed by a ReLU (Table 1, as torchvision)
+    with torch.device("meta"):
+        native = create_model("squeezenet1_1", num_classes=10, in_chans=1)
+        assert native.forward_features(torch.empty(2, 1, 32, 32)).shape == (2, 512, 1, 1)

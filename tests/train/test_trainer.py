@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from imgcls.models.registry import AuxOutputs
+from imgcls.train import TrainConfig, TrainingDivergedError, load_run, train
+from imgcls.train import trainer as trainer_mod
+
+
+def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(dataset="fashion-mnist", data_dir=str(data), out_dir=str(out), name="run", epochs=3, batch_size=32,
+                lr=0.05, schedule="cosine", progress=False, deterministic=True, fallback_dataset=None,
+                augment="light", amp="off")
+    return TrainConfig(**(base | kw))
+
+
+def test_train_learns_and_writes_the_run_directory(tiny_fmnist: Path, tmp_path: Path) -> None:
+    r = train(_cfg(tiny_fmnist, tmp_path, epochs=6, lr=0.1, augment="none"))
+    assert r.test_acc > 0.5  # chance is 0.1; the bands are easy
+    files = {p.name for p in r.run_dir.iterdir()}
+    assert {"config.yaml", "model.json", "last.safetensors", "best.safetensors", "state.pt", "metrics.csv",
+            "curves.png", "result.json"} <= files
+    assert not [f for f in files if f.endswith(".tmp")]
+    info = json.loads((r.run_dir / "model.json").read_text())
+    assert info["model"] == "quicknet_s" and info["num_classes"] == 10 and info["in_chans"] == 1
+    assert info["classes"][0] == "T-shirt/top" and len(info["mean"]) == 1
+    rows = (r.run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,train_loss") and len(rows) == 7
+    loaded = load_run(r.run_dir, which="last")  # rebuilt from model.json alone
+    assert not loaded.model.training and loaded.classes == info["classes"]
+    assert r.images_per_sec > 0 and r.train_seconds <= r.total_seconds
+
+
+def _interrupting(loader, after: int):
+    class Interrupting:
+        def __len__(self) -> int:
+            return len(loader)
+
+        def set_epoch(self, e: int) -> None:
+            loader.set_epoch(e)
+
+        def __iter__(self):
+            for i, b in enumerate(loader):
+                if i == after:
+                    raise KeyboardInterrupt
+                yield b
+
+    return Interrupting()
+
+
+def test_resume_ends_with_the_same_weights(tiny_fmnist: Path, tmp_path: Path, monkeypatch) -> None:
+    cfg = dict(epochs=3, ema_decay=0.9, label_smoothing=0.1, augment="standard", weight_decay=5e-4)
+    ref = train(_cfg(tiny_fmnist, tmp_path / "a", **cfg))
+
+    original = trainer_mod._Trainer._train_epoch
+
+    def stop_in_second_epoch(self, epoch, *args):
+        if epoch == 1:
+            self.train_loader = _interrupting(self.train_loader, after=2)  # mid-epoch, after 2 steps
+        return original(self, epoch, *args)
+
+    monkeypatch.setattr(trainer_mod._Trainer, "_train_epoch", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_fmnist, tmp_path / "b", **cfg))
+    run_b = tmp_path / "b" / "run"
+    assert torch.load(run_b / "state.pt", weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(trainer_mod._Trainer, "_train_epoch", original)
+
+    resumed = train(TrainConfig(resume=str(run_b), progress=False))
+    a, b = load_file(ref.run_dir / "last.safetensors"), load_file(run_b / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed.test_acc == ref.test_acc
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in ref.history]
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tiny_fmnist: Path, tmp_path: Path, monkeypatch) -> None:
+    original = trainer_mod._Trainer._loss
+    calls = {"n": 0}
+
+    def loss_that_diverges(self, out, y):
+        loss, logits = original(self, out, y)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] > 6 else loss), logits  # 5 steps per epoch: NaN in epoch 2
+
+    monkeypatch.setattr(trainer_mod._Trainer, "_loss", loss_that_diverges)
+    with pytest.raises(TrainingDivergedError, match=r"became nan in epoch 2.*checkpoint of epoch 1.*--lr"):
+        train(_cfg(tiny_fmnist, tmp_path))
+    run = tmp_path / "run"
+    assert torch.load(run / "state.pt", weights_only=False)["epoch"] == 1
+    weights = load_file(run / "last.safetensors")
+    assert all(torch.isfinite(v.float()).all() for v in weights.values())
+
+
+def test_existing_run_is_not_overwritten(tiny_fmnist: Path, tmp_path: Path) -> None:
+    train(_cfg(tiny_fmnist, tmp_path, epochs=1))
+    with pytest.raises(Exception, match="already holds a run.*--resume"):
+        train(_cfg(tiny_fmnist, tmp_path, epochs=1))
+
+
+def test_aux_outputs_are_trained_with_their_weight() -> None:
+    t = trainer_mod._Trainer.__new__(trainer_mod._Trainer)
+    t.cfg = TrainConfig(label_smoothing=0.0)
+    y = torch.tensor([0, 1])
+    main = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    aux = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    loss, logits = t._loss(AuxOutputs(main, (aux, aux), 0.3), y)
+    ce = torch.nn.functional.cross_entropy
+    assert torch.equal(logits, main)
+    assert loss.item() == pytest.approx((ce(main, y) + 0.6 * ce(aux, y)).item())
+
+
+def test_fallback_dataset_with_a_note(tmp_path: Path, monkeypatch, caplog) -> None:
+    import imgcls.data.datasets as ds
+
+    monkeypatch.setattr(ds, "SYSTEM_DIR", tmp_path / "nothing")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMGCLS_DATA", raising=False)
+    ds.clear_cache()
+    with caplog.at_level(logging.WARNING):
+        r = train(TrainConfig(epochs=1, max_steps=2, out_dir=str(tmp_path / "runs"), progress=False))
+    assert json.loads((r.run_dir / "model.json").read_text())["dataset"] == "digits"
+    assert "training on 'digits' instead" in caplog.text
+
+
+def test_finetune_from_a_run_with_another_class_count(tiny_fmnist: Path, tiny_folder: Path, tmp_path: Path) -> None:
+    src = train(_cfg(tiny_fmnist, tmp_path / "a", epochs=1, augment="none"))
+    r = train(TrainConfig(dataset=f"folder:{tiny_folder}", pretrained=str(src.run_dir), channels=1, image_size=28,
+                          epochs=1, batch_size=16, out_dir=str(tmp_path / "b"), progress=False))
+    info = json.loads((r.run_dir / "model.json").read_text())
+    assert info["num_classes"] == 3 and info["classes"] == ["circle", "square", "star"]
+    a = load_file(src.run_dir / "last.safetensors")
+    b = torch.load(r.run_dir / "state.pt", weights_only=False)
+    assert a["stem.0.weight"].shape == b["model"]["stem.0.weight"].shape  # the body was loaded ...
+    assert b["model"]["head.weight"].shape == (3, a["head.weight"].shape[1])  # ... and the head replaced
