@@ -19,8 +19,10 @@ def hardware() -> str:
                     break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+    )
 
 
 def spread(values: list[float]) -> str:

@@ -62,7 +62,8 @@ def main() -> None:
         f"- matrix multiply (1024^2, best of 2 s): fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}; command: python {' '.join(sys.argv)}",
         "",
-        "| run | seeds | test acc % (mean ± sd, range) | wall s | train s | img/s | GFLOP/s (share of matmul peak) | target |",
+        "| run | seeds | test acc % (mean ± sd, range) | wall s | train s | img/s "
+        "| GFLOP/s (share of matmul peak) | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
     runs = [(p, {"preset": p}) for p in args.presets]
@@ -81,20 +82,32 @@ def main() -> None:
             accs.append(100 * r.test_acc)
             trains.append(r.train_seconds)
             speeds.append(r.images_per_sec)
-            print(f"{label} seed {seed}: {accs[-1]:.2f}% in {walls[-1]:.1f} s ({speeds[-1]:.0f} img/s)", flush=True)
+            print(
+                f"{label} seed {seed}: {accs[-1]:.2f}% in {walls[-1]:.1f} s ({speeds[-1]:.0f} img/s)",
+                flush=True,
+            )
         amp = resolve_amp(cfg.amp, torch.device("cpu"))
         flops = train_flops_per_image(cfg.model, amp)
         peak = peak16 if amp == torch.bfloat16 else peak32
         gflops = flops * (sum(speeds) / len(speeds)) / 1e9
         acc_t, time_t = TARGETS[cfg.preset or "fast"]
-        met = "baseline" if "baseline" in label else (
-            "met" if sum(accs) / len(accs) >= acc_t and max(walls) <= time_t else "MISSED")
+        met = (
+            "baseline"
+            if "baseline" in label
+            else ("met" if sum(accs) / len(accs) >= acc_t and max(walls) <= time_t else "MISSED")
+        )
         lines.append(
             f"| {label} ({cfg.model}, {cfg.epochs:g} epochs) | {len(seeds)} | {spread(accs)} | {spread(walls)} | "
             f"{spread(trains)} | {spread(speeds)} | {gflops:.1f} ({100 * gflops * 1e9 / peak:.0f}% of "
             f"{'bf16' if peak is peak16 else 'fp32'}) | >= {acc_t}% in <= {time_t:.0f} s: {met} |"
         )
-        raw[label] = {"acc": accs, "wall": walls, "train": trains, "img_s": speeds, "train_flops_per_image": flops}
+        raw[label] = {
+            "acc": accs,
+            "wall": walls,
+            "train": trains,
+            "img_s": speeds,
+            "train_flops_per_image": flops,
+        }
     report = "\n".join(lines) + "\n"
     print(report)
     out = Path(args.out)

@@ -98,14 +98,19 @@ def main() -> None:
     rows = []
     for name in list_models(args.pattern):
         try:
-            r = bench(name, args.channels, args.size, args.batch_size, args.seconds, not args.no_channels_last)
+            r = bench(
+                name, args.channels, args.size, args.batch_size, args.seconds, not args.no_channels_last
+            )
         except Exception as e:  # report and go on: one broken model must not hide the rest
             print(f"{name}: failed: {type(e).__name__}: {e}", file=sys.stderr)
             continue
         r["share_of_peak"] = r["infer_gflop_s"] / peak
         rows.append(r)
-        print(f"{name:28s} train {r['train_img_s']:9.1f} img/s  infer {r['infer_img_s']:9.1f} img/s  "
-              f"{100 * r['share_of_peak']:5.1f}% of peak", flush=True)
+        print(
+            f"{name:28s} train {r['train_img_s']:9.1f} img/s  infer {r['infer_img_s']:9.1f} img/s  "
+            f"{100 * r['share_of_peak']:5.1f}% of peak",
+            flush=True,
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".csv"), "w", newline="") as f:

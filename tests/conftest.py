@@ -15,7 +15,9 @@ from imgcls.data import write_idx
 torch.set_num_threads(1)
 
 
-def pattern_images(n: int, num_classes: int, size: int, channels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def pattern_images(
+    n: int, num_classes: int, size: int, channels: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Images whose class is a bright horizontal band at a class-specific height, plus noise: easy to learn."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % num_classes

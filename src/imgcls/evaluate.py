@@ -118,7 +118,9 @@ def evaluate(
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
         pred = logits.argmax(1)
-        confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
+        confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(
+            num_classes, num_classes
+        )
         top5_hits += (logits.topk(k, dim=1).indices == y[:, None]).any(1).sum()
         n += y.numel()
     if n == 0:
@@ -157,8 +159,15 @@ def save_confusion_png(confusion: Sequence[Sequence[int]], classes: Sequence[str
         for i in range(k):
             for j in range(k):
                 if conf[i, j] > 0:
-                    ax.text(j, i, int(conf[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(conf[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("confusion matrix (row-normalised)")
@@ -199,7 +208,9 @@ def evaluate_run(
     name = dataset or info.get("dataset")
     if not name:
         raise CheckpointError(f"'{run}' does not say which dataset it was trained on: pass --dataset")
-    ds = load_dataset(name, split, data_dir=data_dir, image_size=info["image_size"], channels=info["in_chans"])
+    ds = load_dataset(
+        name, split, data_dir=data_dir, image_size=info["image_size"], channels=info["in_chans"]
+    )
     if ds.info.num_classes != info["num_classes"]:
         raise CheckpointError(
             f"the model has {info['num_classes']} classes but dataset '{name}' has {ds.info.num_classes}: "
@@ -208,8 +219,14 @@ def evaluate_run(
     ds.info = replace(ds.info, mean=tuple(info["mean"]), std=tuple(info["std"]))  # the run's normalisation
     loader = make_loader(ds, batch_size, train=False, device=dev)
     flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
-    result = evaluate(loaded.model, loader, info["num_classes"], classes=loaded.classes,
-                      amp_dtype=resolve_amp("auto", dev), tta_flip=flip)
+    result = evaluate(
+        loaded.model,
+        loader,
+        info["num_classes"],
+        classes=loaded.classes,
+        amp_dtype=resolve_amp("auto", dev),
+        tta_flip=flip,
+    )
     run_dir = loaded.weights.parent
     out = out_dir or run_dir / f"eval-{name.replace(':', '_').replace('/', '_')}-{split}"
     if save:

@@ -19,9 +19,30 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def trained_run(tiny_fmnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs")
-    code = main(["-q", "train", "--dataset", "fashion-mnist", "--data-dir", str(tiny_fmnist), "--epochs", "4",
-                 "--batch-size", "32", "--lr", "0.1", "--augment", "none", "--out-dir", str(out), "--name", "r",
-                 "--no-progress", "--tta-flip"])
+    code = main(
+        [
+            "-q",
+            "train",
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            str(tiny_fmnist),
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.1",
+            "--augment",
+            "none",
+            "--out-dir",
+            str(out),
+            "--name",
+            "r",
+            "--no-progress",
+            "--tta-flip",
+        ]
+    )
     assert code == 0
     return out / "r"
 
@@ -34,8 +55,23 @@ def test_train_prints_result_and_saves_config(trained_run: Path) -> None:
 def test_train_json_and_yaml_config(tiny_fmnist: Path, tmp_path: Path, capsys) -> None:
     yml = tmp_path / "c.yaml"
     yml.write_text("epochs: 1\nbatch_size: 40\nmodel_kwargs: {}\n")
-    code, out, _ = run_cli(capsys, "-q", "train", "--config", str(yml), "--dataset", "fashion-mnist", "--data-dir",
-                           str(tiny_fmnist), "--out-dir", str(tmp_path), "--name", "j", "--no-progress", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "-q",
+        "train",
+        "--config",
+        str(yml),
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(tiny_fmnist),
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "j",
+        "--no-progress",
+        "--json",
+    )
     assert code == 0
     res = json.loads(out)
     assert res["epochs"] == 1 and 0 <= res["test_acc"] <= 1 and Path(res["run_dir"]).name == "j"
@@ -45,8 +81,15 @@ def test_train_json_and_yaml_config(tiny_fmnist: Path, tmp_path: Path, capsys) -
 def test_eval_table_json_and_reports(trained_run: Path, tiny_fmnist: Path, capsys) -> None:
     code, out, _ = run_cli(capsys, "eval", str(trained_run), "--data-dir", str(tiny_fmnist))
     assert code == 0 and "top-1 acc" in out and "Ankle boot" in out
-    code, out, _ = run_cli(capsys, "eval", str(trained_run / "last.safetensors"), "--data-dir", str(tiny_fmnist),
-                           "--json", "--no-tta-flip")
+    code, out, _ = run_cli(
+        capsys,
+        "eval",
+        str(trained_run / "last.safetensors"),
+        "--data-dir",
+        str(tiny_fmnist),
+        "--json",
+        "--no-tta-flip",
+    )
     res = json.loads(out)
     assert code == 0 and res["n"] == 80 and len(res["confusion"]) == 10
     assert res["top1"] == pytest.approx(1 - res["top1_error"])
@@ -68,8 +111,9 @@ def test_predict_files_and_folders(trained_run: Path, tmp_path: Path, capsys) ->
         p.parent.mkdir(exist_ok=True)
         Image.fromarray(img.transpose(1, 2, 0)).save(p)
         files.append(p)
-    code, out, _ = run_cli(capsys, "predict", str(trained_run), str(files[0]), str(tmp_path / "imgs"), "-k", "3",
-                           "--json")
+    code, out, _ = run_cli(
+        capsys, "predict", str(trained_run), str(files[0]), str(tmp_path / "imgs"), "-k", "3", "--json"
+    )
     preds = json.loads(out)
     assert code == 0 and len(preds) == 5  # one file + a folder of four
     assert all(len(p["top"]) == 3 for p in preds)
@@ -88,8 +132,20 @@ def test_models_lists_registry(capsys) -> None:
 
 def test_other_datasets_end_to_end(tiny_cifar10: Path, tiny_folder: Path, tmp_path: Path, capsys) -> None:
     for name, data_dir in (("cifar10", str(tiny_cifar10)), (f"folder:{tiny_folder}", None)):
-        argv = ["-q", "train", "--dataset", name, "--epochs", "1", "--batch-size", "16", "--out-dir", str(tmp_path),
-                "--no-progress", "--json"]
+        argv = [
+            "-q",
+            "train",
+            "--dataset",
+            name,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out-dir",
+            str(tmp_path),
+            "--no-progress",
+            "--json",
+        ]
         code, out, err = run_cli(capsys, *argv, *(["--data-dir", data_dir] if data_dir else []))
         assert code == 0, err
         info = json.loads((Path(json.loads(out)["run_dir"]) / "model.json").read_text())
@@ -111,8 +167,11 @@ def test_other_datasets_end_to_end(tiny_cifar10: Path, tiny_folder: Path, tmp_pa
 )
 def test_user_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
     argv = [a.replace("{empty}", str(tmp_path)) for a in argv]
-    code, out, err = run_cli(capsys, "-q", *argv, "--out-dir", str(tmp_path)) if argv[0] == "train" else run_cli(
-        capsys, "-q", *argv)
+    code, out, err = (
+        run_cli(capsys, "-q", *argv, "--out-dir", str(tmp_path))
+        if argv[0] == "train"
+        else run_cli(capsys, "-q", *argv)
+    )
     assert code == 2
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

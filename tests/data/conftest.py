@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from data_files import save_image
 
 from imgcls.data import datasets
+
+from .data_files import save_image
 
 
 @pytest.fixture(autouse=True)

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_files import write_cifar, write_mnist_like
 from PIL import Image
 
 from imgcls.data import datasets, list_datasets, load_dataset
 from imgcls.errors import DataError, ImgclsError, UnknownNameError
+
+from .data_files import write_cifar, write_mnist_like
 
 _REAL_FETCH = datasets.fetch_url  # taken at import, before the autouse fixture replaces it
 

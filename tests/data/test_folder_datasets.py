@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_files import save_image
 from PIL import Image
 
 from imgcls.data import FolderDataset, InMemoryDataset, load_dataset
 from imgcls.data.folder import decode_image
 from imgcls.errors import ConfigError, DataError
+
+from .data_files import save_image
 
 
 def test_every_mode_loads_as_rgb(color_folder: Path) -> None:

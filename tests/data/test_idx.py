@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_files import write_idx_file
 
 from imgcls.data.idx import IDX_IMAGES, IDX_LABELS, read_idx, write_idx
 from imgcls.errors import DataError
+
+from .data_files import write_idx_file
 
 
 @pytest.mark.parametrize("gz", [True, False])

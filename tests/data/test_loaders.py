@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_files import save_image
 
 from imgcls.data import (
     AUGMENT_PRESETS,
@@ -18,6 +17,8 @@ from imgcls.data import (
     make_loader,
 )
 from imgcls.errors import ConfigError, DataError
+
+from .data_files import save_image
 
 
 def tiny(n: int = 10, c: int = 1, k: int = 3) -> InMemoryDataset:

@@ -129,7 +129,9 @@ def test_paper_initialisation() -> None:
     torch.manual_seed(0)
     model = _narrow("alexnet_paper")
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert [float(m.bias.detach().mean()) for m in layers] == [0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]  # Sec. 5
+    # Sec. 5: bias 1 in conv2, conv4, conv5, fc6, fc7; 0 in conv1, conv3, fc8.
+    expected_bias = [0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    assert [float(m.bias.detach().mean()) for m in layers] == expected_bias
     assert abs(float(layers[1].weight.detach().std()) - 0.01) < 1e-3
 
 

@@ -94,7 +94,9 @@ def test_each_stage_halves_the_resolution_at_224() -> None:
             x = stage(x)
             sizes.append(tuple(x.shape[1:]))
     assert sizes == [(64, 112, 112), (96, 56, 56), (192, 28, 28), (384, 14, 14), (768, 7, 7)]
-    tables = [m.relative_position_bias_table.shape for m in model.modules() if isinstance(m, RelativeAttention)]
+    tables = [
+        m.relative_position_bias_table.shape for m in model.modules() if isinstance(m, RelativeAttention)
+    ]
     assert tables == [(12, 27 * 27)] * 5 + [(24, 13 * 13)] * 2  # heads = width / 32
 
 
@@ -106,16 +108,23 @@ def test_small_input_transformer_stages_see_4x4_and_2x2(size: int) -> None:
     # CCTT: S3 (2 blocks) on a 4x4 grid, S4 (1 block) on 2x2; heads = width / head_dim = 4.
     assert [m.shape for m in maps] == [(2, 4, 16, 16)] * 2 + [(2, 4, 4, 4)]
     torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 4, 16))
-    tables = [m.relative_position_bias_table.shape for m in model.modules() if isinstance(m, RelativeAttention)]
+    tables = [
+        m.relative_position_bias_table.shape for m in model.modules() if isinstance(m, RelativeAttention)
+    ]
     assert tables == [(4, 7 * 7)] * 2 + [(4, 3 * 3)]
-    assert all(m.last_attn is None and not m.keep_attn for m in model.modules() if isinstance(m, RelativeAttention))
+    assert all(
+        m.last_attn is None and not m.keep_attn for m in model.modules() if isinstance(m, RelativeAttention)
+    )
 
 
 def test_larger_input_than_the_tables_is_a_clear_error() -> None:
     model = CoAtNet(TINY, num_classes=10, small_input=True)
     with pytest.raises(ConfigError, match="img_size"):
         model(torch.randn(1, 3, 64, 64))
-    assert CoAtNet(TINY, num_classes=10, small_input=True, img_size=64)(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+    assert CoAtNet(TINY, num_classes=10, small_input=True, img_size=64)(torch.randn(1, 3, 64, 64)).shape == (
+        1,
+        10,
+    )
 
 
 def test_counts_round_to_the_paper_figures() -> None:

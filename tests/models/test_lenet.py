@@ -8,7 +8,14 @@ import torch.nn.functional as F
 
 from imgcls.errors import ConfigError
 from imgcls.models import count_params, create_model
-from imgcls.models.lenet import C3_TABLE, ConnectionTableConv2d, RBFOutput, ScaledTanh, TrainableSubsample, rbf_codes
+from imgcls.models.lenet import (
+    C3_TABLE,
+    ConnectionTableConv2d,
+    RBFOutput,
+    ScaledTanh,
+    TrainableSubsample,
+    rbf_codes,
+)
 
 # Table I of the paper as printed: row = S2 map, column = C3 map, X = connected.
 TABLE_I = (
@@ -53,7 +60,7 @@ def test_c3_has_1516_parameters_and_sees_only_its_s2_maps() -> None:
 
 def test_lenet5_layer_parameter_counts() -> None:
     model = _paper_model()
-    per_layer = [sum(p.numel() for p in m.parameters()) for m in model.features if any(True for _ in m.parameters())]
+    per_layer = [n for n in (sum(p.numel() for p in m.parameters()) for m in model.features) if n]
     assert per_layer == [156, 12, 1_516, 32, 48_120]  # C1, S2, C3, S4, C5 (Sec. II-B)
     assert sum(p.numel() for p in model.f6.parameters()) == 10_164  # F6
     assert count_params(model.head) == 0  # the RBF codes are fixed, not trained

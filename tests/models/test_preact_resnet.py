@@ -15,11 +15,13 @@ TINY = PreActResNetConfig(layers=(1, 2, 1), widths=(4, 8, 16), stem_width=4)
 def test_parameter_count_with_and_without_the_final_bn() -> None:
     with torch.device("meta"):
         model = create_model("preact_resnet18", num_classes=10)
-        bare = PreActResNet(PreActResNetConfig(final_norm=False), num_classes=10)
-    assert count_params(model) == get_model_spec("preact_resnet18").num_params == 11_172_170
-    # The count usually quoted for the CIFAR PreAct-ResNet-18 is the form without the final BN (2 x 512).
-    assert count_params(bare) == 11_171_146 == count_params(model) - 2 * 512
-    assert isinstance(bare.norm, nn.Identity)
+        paper = PreActResNet(PreActResNetConfig(final_norm=True), num_classes=10)
+    # The registered form is the common CIFAR PreAct-ResNet-18, without the paper's final BN-ReLU ...
+    assert count_params(model) == get_model_spec("preact_resnet18").num_params == 11_171_146
+    assert isinstance(model.norm, nn.Identity)
+    # ... which adds one 512-channel BN (2 x 512 parameters).
+    assert count_params(paper) == 11_172_170 == count_params(model) + 2 * 512
+    assert isinstance(paper.norm, nn.BatchNorm2d)
 
 
 def test_projection_shortcuts_only_where_the_shape_changes() -> None:

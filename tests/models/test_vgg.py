@@ -16,12 +16,13 @@ from imgcls.models.vgg import VGG, VGGConfig
 KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
 
 # torchvision's per-layer lists for configurations A, B, D, E ("M" = 2x2 max-pool), i.e. Table 1 columns.
-TORCHVISION_CFGS = {
-    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+_CFG_TEXT = {
+    "vgg11": "64 M 128 M 256 256 M 512 512 M 512 512 M",
+    "vgg13": "64 64 M 128 128 M 256 256 M 512 512 M 512 512 M",
+    "vgg16": "64 64 M 128 128 M 256 256 256 M 512 512 512 M 512 512 512 M",
+    "vgg19": "64 64 M 128 128 M 256 256 256 256 M 512 512 512 512 M 512 512 512 512 M",
 }
+TORCHVISION_CFGS = {k: [v if v == "M" else int(v) for v in s.split()] for k, s in _CFG_TEXT.items()}
 
 
 def _meta(name: str, **kw: object) -> nn.Module:
@@ -72,7 +73,10 @@ def test_features_follow_torchvisions_make_layers(name: str, bn: bool) -> None:
     assert weight_layers == int(name[3:])
 
 
-@pytest.mark.parametrize("name,extra", [("vgg11", 5_504), ("vgg13", 5_888), ("vgg16", 8_448), ("vgg19", 11_008)])
+BN_EXTRA = [("vgg11", 5_504), ("vgg13", 5_888), ("vgg16", 8_448), ("vgg19", 11_008)]
+
+
+@pytest.mark.parametrize("name,extra", BN_EXTRA)
 def test_batch_norm_adds_two_parameters_per_channel(name: str, extra: int) -> None:
     assert count_params(_meta(f"{name}_bn")) - count_params(_meta(name)) == extra
 

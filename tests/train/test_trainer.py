@@ -14,9 +14,21 @@ from imgcls.train import trainer as trainer_mod
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(dataset="fashion-mnist", data_dir=str(data), out_dir=str(out), name="run", epochs=3, batch_size=32,
-                lr=0.05, schedule="cosine", progress=False, deterministic=True, fallback_dataset=None,
-                augment="light", amp="off")
+    base = dict(
+        dataset="fashion-mnist",
+        data_dir=str(data),
+        out_dir=str(out),
+        name="run",
+        epochs=3,
+        batch_size=32,
+        lr=0.05,
+        schedule="cosine",
+        progress=False,
+        deterministic=True,
+        fallback_dataset=None,
+        augment="light",
+        amp="off",
+    )
     return TrainConfig(**(base | kw))
 
 
@@ -24,8 +36,16 @@ def test_train_learns_and_writes_the_run_directory(tiny_fmnist: Path, tmp_path: 
     r = train(_cfg(tiny_fmnist, tmp_path, epochs=6, lr=0.1, augment="none"))
     assert r.test_acc > 0.5  # chance is 0.1; the bands are easy
     files = {p.name for p in r.run_dir.iterdir()}
-    assert {"config.yaml", "model.json", "last.safetensors", "best.safetensors", "state.pt", "metrics.csv",
-            "curves.png", "result.json"} <= files
+    assert {
+        "config.yaml",
+        "model.json",
+        "last.safetensors",
+        "best.safetensors",
+        "state.pt",
+        "metrics.csv",
+        "curves.png",
+        "result.json",
+    } <= files
     assert not [f for f in files if f.endswith(".tmp")]
     info = json.loads((r.run_dir / "model.json").read_text())
     assert info["model"] == "quicknet_s" and info["num_classes"] == 10 and info["in_chans"] == 1
@@ -131,13 +151,47 @@ def test_fallback_dataset_with_a_note(tmp_path: Path, monkeypatch, caplog) -> No
     assert "training on 'digits' instead" in caplog.text
 
 
-def test_finetune_from_a_run_with_another_class_count(tiny_fmnist: Path, tiny_folder: Path, tmp_path: Path) -> None:
+def test_finetune_from_a_run_with_another_class_count(
+    tiny_fmnist: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
     src = train(_cfg(tiny_fmnist, tmp_path / "a", epochs=1, augment="none"))
-    r = train(TrainConfig(dataset=f"folder:{tiny_folder}", pretrained=str(src.run_dir), channels=1, image_size=28,
-                          epochs=1, batch_size=16, out_dir=str(tmp_path / "b"), progress=False))
+    r = train(
+        TrainConfig(
+            dataset=f"folder:{tiny_folder}",
+            pretrained=str(src.run_dir),
+            channels=1,
+            image_size=28,
+            epochs=1,
+            batch_size=16,
+            out_dir=str(tmp_path / "b"),
+            progress=False,
+        )
+    )
     info = json.loads((r.run_dir / "model.json").read_text())
     assert info["num_classes"] == 3 and info["classes"] == ["circle", "square", "star"]
     a = load_file(src.run_dir / "last.safetensors")
     b = torch.load(r.run_dir / "state.pt", weights_only=False)
     assert a["stem.0.weight"].shape == b["model"]["stem.0.weight"].shape  # the body was loaded ...
     assert b["model"]["head.weight"].shape == (3, a["head.weight"].shape[1])  # ... and the head replaced
+
+
+def test_compile_steps_the_compiled_model_and_saves_the_plain_one(
+    tiny_fmnist: Path, tmp_path: Path, monkeypatch
+) -> None:
+    compiled = []
+
+    def fake_compile(model):  # torch.compile's contract: a callable module sharing the parameters
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    r = train(_cfg(tiny_fmnist, tmp_path, epochs=1, compile=True))
+    assert len(compiled) == 1
+    assert not any(k.startswith("_orig_mod") for k in load_file(r.run_dir / "last.safetensors"))
+
+
+def test_grad_clip_and_accumulation(tiny_fmnist: Path, tmp_path: Path) -> None:
+    r = train(_cfg(tiny_fmnist, tmp_path, epochs=1, grad_clip=0.5, accum_steps=2))
+    assert r.steps == 2  # 5 batches of 32 -> 2 optimizer steps of 2 batches each
+    with pytest.raises(Exception, match="accum_steps"):
+        train(_cfg(tiny_fmnist, tmp_path / "x", epochs=1, accum_steps=9))

@@ -10,17 +10,28 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a trained run", description="Evaluate a trained run on a dataset.")
+    p = sub.add_parser(
+        "eval", help="evaluate a trained run", description="Evaluate a trained run on a dataset."
+    )
     p.add_argument("run", help="run directory (runs/NAME) or a .safetensors file inside one")
     p.add_argument("--dataset", help="dataset name (default: the one the run was trained on)")
     p.add_argument("--data-dir", help="where to look for the dataset first")
     p.add_argument("--split", default="test", choices=["train", "test"], help="(default: test)")
-    p.add_argument("--weights", default="best", choices=["best", "last"], help="which weights of a run (default: best)")
-    p.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="average with mirrored images (default: as trained)")
+    p.add_argument(
+        "--weights", default="best", choices=["best", "last"], help="which weights of a run (default: best)"
+    )
+    p.add_argument(
+        "--tta-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average with mirrored images (default: as trained)",
+    )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", help="folder for metrics.json, confusion.csv, confusion.png (default: RUN/eval-DATASET-SPLIT)")
+    p.add_argument(
+        "--out",
+        help="folder for metrics.json, confusion.csv, confusion.png (default: RUN/eval-DATASET-SPLIT)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -29,8 +40,15 @@ def run(args: argparse.Namespace) -> int:
     from imgcls.evaluate import evaluate_run
 
     result, out_dir = evaluate_run(
-        args.run, dataset=args.dataset, split=args.split, data_dir=args.data_dir, batch_size=args.batch_size,
-        device=args.device, tta_flip=args.tta_flip, which=args.weights, out_dir=Path(args.out) if args.out else None,
+        args.run,
+        dataset=args.dataset,
+        split=args.split,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        device=args.device,
+        tta_flip=args.tta_flip,
+        which=args.weights,
+        out_dir=Path(args.out) if args.out else None,
     )
     if args.json:
         print(json.dumps(result.to_dict() | {"out_dir": str(out_dir)}, indent=2))

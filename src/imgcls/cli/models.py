@@ -10,7 +10,9 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the registered models", description="List the registered models.")
-    p.add_argument("pattern", nargs="?", default="*", help="shell pattern or substring, e.g. 'resnet*' or vit")
+    p.add_argument(
+        "pattern", nargs="?", default="*", help="shell pattern or substring, e.g. 'resnet*' or vit"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -22,11 +24,16 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         s = get_model_spec(name)
-        rows.append({
-            "name": name, "family": s.family, "params": s.num_params,
-            "params_at": s.ref_kwargs.get("num_classes", 1000),
-            "input_size": list(s.input_size), "source": s.source,
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": s.family,
+                "params": s.num_params,
+                "params_at": s.ref_kwargs.get("num_classes", 1000),
+                "input_size": list(s.input_size),
+                "source": s.source,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -9,7 +9,9 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify image files", description="Classify image files with a trained run.")
+    p = sub.add_parser(
+        "predict", help="classify image files", description="Classify image files with a trained run."
+    )
     p.add_argument("run", help="run directory (runs/NAME) or a .safetensors file inside one")
     p.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="classes per image (default: 5)")
@@ -24,8 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from imgcls.predict import predict
 
-    preds = predict(args.run, args.inputs, top_k=args.top_k, device=args.device, tta_flip=args.tta_flip,
-                    which=args.weights, batch_size=args.batch_size)
+    preds = predict(
+        args.run,
+        args.inputs,
+        top_k=args.top_k,
+        device=args.device,
+        tta_flip=args.tta_flip,
+        which=args.weights,
+        batch_size=args.batch_size,
+    )
     if args.json:
         print(json.dumps([p.to_dict() for p in preds], indent=2))
         return 0

@@ -78,7 +78,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train a model (no arguments: the fast preset on Fashion-MNIST)",
         description="Train a model. Settings: defaults < --preset < --config files < flags.",
     )
-    p.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="YAML settings (repeatable)")
+    p.add_argument(
+        "--config", action="append", default=[], metavar="FILE.yaml", help="YAML settings (repeatable)"
+    )
     p.add_argument("--json", action="store_true", help="print the final result as JSON")
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
@@ -98,13 +100,25 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.config, overrides)
     result = train(cfg)
     if args.json:
-        print(json.dumps({
-            "run_dir": str(result.run_dir), "test_acc": result.test_acc, "test_top5": result.test_top5,
-            "best_acc": result.best_acc, "epochs": result.epochs, "train_seconds": result.train_seconds,
-            "total_seconds": result.total_seconds, "images_per_sec": result.images_per_sec,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(result.run_dir),
+                    "test_acc": result.test_acc,
+                    "test_top5": result.test_top5,
+                    "best_acc": result.best_acc,
+                    "epochs": result.epochs,
+                    "train_seconds": result.train_seconds,
+                    "total_seconds": result.total_seconds,
+                    "images_per_sec": result.images_per_sec,
+                },
+                indent=2,
+            )
+        )
     else:
-        print(f"test accuracy {100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%), "
-              f"{result.epochs} epochs in {result.train_seconds:.1f} s ({result.images_per_sec:.0f} img/s); "
-              f"run saved in {result.run_dir}")
+        print(
+            f"test accuracy {100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%), "
+            f"{result.epochs} epochs in {result.train_seconds:.1f} s ({result.images_per_sec:.0f} img/s); "
+            f"run saved in {result.run_dir}"
+        )
     return 0

@@ -91,9 +91,8 @@ def random_crop(
 ) -> torch.Tensor:
     """Pad by ``padding`` per side (``"reflect"`` or ``"constant"`` zeros), crop back at a random offset.
 
-    Two gathers, rows then columns, through per-sample index grids built from each (dy, dx) offset. The
-    grids are broadcast views (stride 0 over channels and the other axis), so no index tensor of the batch's
-    size is ever materialised; this measured about 3x faster than one gather through flat offsets.
+    One gather: each sample's crop is read through a flat index grid built from its (dy, dx) offset (measured
+    faster than gathering rows then columns).
     """
     if padding <= 0:
         return x
@@ -103,11 +102,12 @@ def random_crop(
             f"reflect padding {padding} needs images larger than it, got {h}x{w}: lower crop_padding"
         )
     padded = F.pad(x, (padding,) * 4, mode=padding_mode)  # (B, C, H+2p, W+2p)
+    hp, wp = h + 2 * padding, w + 2 * padding
     offsets = _randint(torch.full((2, b), 2 * padding, device=x.device), generator)  # (2, B): dy, dx
-    rows = offsets[0].view(b, 1, 1, 1) + torch.arange(h, device=x.device).view(1, 1, h, 1)
-    out = padded.gather(2, rows.expand(b, c, h, w + 2 * padding))  # (B, C, H, W+2p)
-    cols = offsets[1].view(b, 1, 1, 1) + torch.arange(w, device=x.device).view(1, 1, 1, w)
-    return out.gather(3, cols.expand(b, c, h, w))  # (B, C, H, W)
+    rows = offsets[0].view(b, 1, 1) + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = offsets[1].view(b, 1, 1) + torch.arange(w, device=x.device).view(1, 1, w)
+    index = (rows * wp + cols).view(b, 1, h * w).expand(b, c, h * w)  # (B, H, W) -> (B, C, H*W) flat offsets
+    return padded.reshape(b, c, hp * wp).gather(2, index).view(b, c, h, w)
 
 
 def random_resized_crop(

@@ -1,11 +1,11 @@
 """AlexNet: Krizhevsky, Sutskever & Hinton 2012, "ImageNet Classification with Deep Convolutional Neural
 Networks", NeurIPS 2012 (no arXiv id).
 
-Builds the paper's eight-layer network (five convolutions, three fully connected layers) in three forms: as
-one tower (``alexnet_paper``), as the paper's two-GPU split (``alexnet_paper_2gpu``), and in torchvision's
-layout (``alexnet``), whose ``state_dict`` loads torchvision's ImageNet checkpoint. Headline numbers: the paper
-reports 60 million parameters and 40.7% / 18.2% top-1 / top-5 error on the ILSVRC-2012 validation set for one
-network (Table 2, averaging ten crops); torchvision's checkpoint reaches 56.52% top-1 at 0.71 GFLOPs.
+Builds the paper's eight-layer network (five convolutions, three fully connected layers) in three forms:
+as one tower (``alexnet_paper``), as the paper's two-GPU split (``alexnet_paper_2gpu``), and in torchvision's
+layout (``alexnet``), whose ``state_dict`` loads torchvision's ImageNet checkpoint. Headline numbers: the
+paper reports 60 million parameters and 40.7% / 18.2% top-1 / top-5 error on the ILSVRC-2012 validation set
+for one network (Table 2, averaging ten crops); torchvision's checkpoint reaches 56.52% top-1 at 0.71 GFLOPs.
 
 The paper's network (Sec. 3, Fig. 2): conv1 96 @ 11x11 / 4, conv2 256 @ 5x5, conv3 384 @ 3x3, conv4 384 @ 3x3,
 conv5 256 @ 3x3, fc6 4096, fc7 4096, fc8 1000; ReLU after every layer but the last; local response
@@ -13,10 +13,11 @@ normalisation (k=2, n=5, alpha=1e-4, beta=0.75, Sec. 3.3) after the ReLU of conv
 2 max-pooling (Sec. 3.4) after both normalisations and after conv5; dropout 0.5 on the outputs of fc6 and fc7
 (Sec. 4.2). Weights N(0, 0.01^2); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere (Sec. 5).
 
-In the two-GPU network each GPU holds half the kernels of every layer and "the GPUs communicate only in certain
-layers": conv2, conv4 and conv5 see only the maps on their own GPU (``groups=2``: 60,965,224 parameters), conv3
-and the fully connected layers see everything; the single tower connects everything (62,378,344). The LRN of
-the two-GPU form normalises over neighbouring maps on the same GPU (``LocalResponseNorm(groups=2)``).
+In the two-GPU network each GPU holds half the kernels of every layer and "the GPUs communicate only in
+certain layers": conv2, conv4 and conv5 see only the maps on their own GPU (``groups=2``: 60,965,224
+parameters), conv3 and the fully connected layers see everything; the single tower connects everything
+(62,378,344). The LRN of the two-GPU form normalises over neighbouring maps on the same GPU
+(``LocalResponseNorm(groups=2)``).
 
 torchvision's ``alexnet`` follows Krizhevsky 2014 ("One weird trick...", arXiv:1404.5997) rather than the 2012
 paper: conv widths 64-192-384-256-256, conv1 padded by 2, no LRN, an ``AdaptiveAvgPool2d((6, 6))`` before the
@@ -32,9 +33,10 @@ Departures from the paper, and why:
   to the trainer, not to the model.
 - Small-image form (``small_input=True``, picked by ``create_model(..., image_size=28 or 32)``), an adaptation
   of ours (the paper has none): conv1 becomes 3x3 / stride 1 / padding 1 (an 11x11 / 4 kernel would reduce a
-  32x32 image to 6x6 at once), conv2 runs at stride 1, and the max-pool after conv5 is dropped. A 32x32 image
-  then reaches conv5 at 7x7 (28x28: 6x6), so the adaptive pool gives the 6x6x256 the classifier expects and the
-  fully connected layers are unchanged. All other layers (LRN, pools after conv1/conv2, dropout) stay.
+  32x32 image to 6x6 at once), conv2 runs at stride 1, and the max-pool after conv5 is dropped. A 32x32
+  image then reaches conv5 at 7x7 (28x28: 6x6), so the adaptive pool gives the 6x6x256 the classifier
+  expects and the fully connected layers are unchanged. All other layers (LRN, pools after conv1 / conv2,
+  dropout) stay.
 """
 
 from __future__ import annotations
@@ -75,24 +77,31 @@ class AlexNetConfig:
 # The paper has no table of variants; the rows below are Sec. 3.5 / Fig. 2 (one tower and the two-GPU
 # split) and torchvision's layout (Krizhevsky 2014, Sec. 3 / torchvision.models.alexnet).
 _PAPER_CONVS = ((96, 11, 4, 0, 1), (256, 5, 1, 2, 1), (384, 3, 1, 1, 1), (384, 3, 1, 1, 1), (256, 3, 1, 1, 1))
-_PAPER_2GPU_CONVS = ((96, 11, 4, 0, 1), (256, 5, 1, 2, 2), (384, 3, 1, 1, 1), (384, 3, 1, 1, 2), (256, 3, 1, 1, 2))
+_PAPER_2GPU_CONVS = (
+    (96, 11, 4, 0, 1),
+    (256, 5, 1, 2, 2),
+    (384, 3, 1, 1, 1),
+    (384, 3, 1, 1, 2),
+    (256, 3, 1, 1, 2),
+)
 _TV_CONVS = ((64, 11, 4, 2, 1), (192, 5, 1, 2, 1), (384, 3, 1, 1, 1), (256, 3, 1, 1, 1), (256, 3, 1, 1, 1))
 
 # name: (config, input size, parameters at 1000 classes, source, top-1 %, GFLOPs)
 VARIANTS: dict[str, tuple[AlexNetConfig, int, int, str, float | None, float | None]] = {
     "alexnet_paper": (
         AlexNetConfig(_PAPER_CONVS, lrn_after=(0, 1)),
-        227, 62_378_344, "Krizhevsky et al. 2012, Sec. 3 / Fig. 2, as one tower (counted from the layer sizes)",
+        227, 62_378_344, "Krizhevsky et al. 2012, Sec. 3 / Fig. 2, one tower (counted from the layer sizes)",
         None, None,
     ),
     "alexnet_paper_2gpu": (
         AlexNetConfig(_PAPER_2GPU_CONVS, lrn_after=(0, 1), lrn_groups=2),
-        227, 60_965_224, "Krizhevsky et al. 2012, Sec. 3 / Fig. 2 (two GPUs); top-1: Table 2, 1 CNN, ILSVRC-2012 val",
+        227, 60_965_224,
+        "Krizhevsky et al. 2012, Sec. 3 / Fig. 2, two GPUs (counted); top-1: Table 2, 1 CNN, ILSVRC-2012 val",
         59.3, None,
     ),
     "alexnet": (
         AlexNetConfig(_TV_CONVS, dropout_on_inputs=True, init="torchvision"),
-        224, 61_100_840, "torchvision 0.28 alexnet (num_params, acc@1 and GFLOPS of AlexNet_Weights.IMAGENET1K_V1)",
+        224, 61_100_840, "torchvision 0.28 alexnet (num_params, acc@1, GFLOPS of AlexNet_Weights.IMAGENET1K_V1)",
         56.522, 0.71,
     ),
 }  # fmt: skip
@@ -125,7 +134,11 @@ class AlexNet(nn.Module):
         cin = in_chans
         for i, (cout, k, s, p, g) in enumerate(cfg.convs):
             layers += [nn.Conv2d(cin, cout, k, s, p, groups=g), nn.ReLU(inplace=True)]
-            lrn = [LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0, groups=cfg.lrn_groups)] if i in cfg.lrn_after else []
+            lrn = (
+                [LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0, groups=cfg.lrn_groups)]
+                if i in cfg.lrn_after
+                else []
+            )
             pool = [nn.MaxPool2d(3, 2, ceil_mode=cfg.pool_ceil_mode)] if i in cfg.pool_after else []
             layers += lrn + pool if cfg.lrn_before_pool else pool + lrn
             cin = cout
@@ -147,14 +160,21 @@ class AlexNet(nn.Module):
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def init_weights(self) -> None:
-        """``alexnet``: N(0, 0.01^2) weights, bias 1 in conv2/4/5 and fc6/7, 0 elsewhere (Krizhevsky 2012, Sec. 5).
-        ``zfnet``: N(0, 0.01^2) weights ("initialized to 10^-2"), biases 0 (Zeiler & Fergus 2013, Sec. 3).
-        ``torchvision``: PyTorch's default init, as torchvision's AlexNet keeps it."""
+        """The config's ``init``:
+
+        - ``alexnet``: N(0, 0.01^2) weights; bias 1 in conv2/4/5 and fc6/7, 0 elsewhere (Krizhevsky 2012, Sec. 5).
+        - ``zfnet``: N(0, 0.01^2) weights ("initialized to 10^-2"), biases 0 (Zeiler & Fergus 2013, Sec. 3).
+        - ``torchvision``: PyTorch's default init, which torchvision's AlexNet keeps.
+        """
         if self.cfg.init == "torchvision":
             return
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
         linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
-        ones = ({id(convs[i]) for i in (1, 3, 4)} | {id(m) for m in linears[:2]}) if self.cfg.init == "alexnet" else set()
+        ones = (
+            ({id(convs[i]) for i in (1, 3, 4)} | {id(m) for m in linears[:2]})
+            if self.cfg.init == "alexnet"
+            else set()
+        )
         for m in convs + linears:
             nn.init.normal_(m.weight, 0.0, 0.01)
             nn.init.constant_(m.bias, 1.0 if id(m) in ones else 0.0)
@@ -176,7 +196,9 @@ class AlexNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _build(cfg: AlexNetConfig, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False) -> AlexNet:
+def _build(
+    cfg: AlexNetConfig, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False
+) -> AlexNet:
     return AlexNet(cfg, num_classes=num_classes, in_chans=in_chans, small_input=small_input)
 
 

@@ -1,4 +1,5 @@
-"""GoogLeNet (Inception-v1): Szegedy et al. 2014, "Going Deeper with Convolutions", arXiv:1409.4842 (CVPR 2015).
+"""GoogLeNet (Inception-v1): Szegedy et al. 2014, "Going Deeper with Convolutions", arXiv:1409.4842
+(CVPR 2015).
 
 Builds the 22-layer network of the paper's Table 1: a stem, nine Inception modules (parallel 1x1, 1x1 -> 3x3,
 1x1 -> 5x5 and 3x3-max-pool -> 1x1 branches, the 1x1 "reduce" convolutions cutting the cost of the larger
@@ -84,7 +85,7 @@ VARIANTS: dict[str, tuple[GoogLeNetConfig, int, int, str, float | None, float | 
         GoogLeNetConfig(batch_norm=True, branch3_kernel=3, lrn=False, pool4_kernel=2, aux_pool="adaptive",
                         drop_rate=0.2, init="torchvision"),
         6_624_904, 13_004_888,
-        "torchvision 0.28 googlenet (num_params without aux heads, acc@1, GFLOPS of GoogLeNet_Weights.IMAGENET1K_V1)",
+        "torchvision 0.28 googlenet (num_params without aux, acc@1, GFLOPS of GoogLeNet_Weights.IMAGENET1K_V1)",
         69.778, 1.50,
     ),
     "googlenet_paper": (
@@ -98,11 +99,19 @@ VARIANTS: dict[str, tuple[GoogLeNetConfig, int, int, str, float | None, float | 
 
 
 class BasicConv2d(nn.Module):
-    """conv -> (BN) -> ReLU with torchvision's attribute names ``conv`` / ``bn`` (checkpoint keys need them;
-    :class:`imgcls.models.layers.ConvNormAct` names its children 0 / 1 / 2). Without BN the conv has a bias."""
+    """conv -> (BN) -> ReLU with torchvision's attribute names ``conv`` / ``bn``; without BN the conv has a bias.
+
+    Checkpoint keys need these names; :class:`imgcls.models.layers.ConvNormAct` names its children 0 / 1 / 2.
+    """
 
     def __init__(
-        self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, padding: int = 0, batch_norm: bool = True
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=not batch_norm)
@@ -131,14 +140,17 @@ class Inception(nn.Module):
         bn = batch_norm
         self.branch1 = BasicConv2d(in_chs, ch1x1, 1, batch_norm=bn)
         self.branch2 = nn.Sequential(
-            BasicConv2d(in_chs, ch3x3red, 1, batch_norm=bn), BasicConv2d(ch3x3red, ch3x3, 3, padding=1, batch_norm=bn)
+            BasicConv2d(in_chs, ch3x3red, 1, batch_norm=bn),
+            BasicConv2d(ch3x3red, ch3x3, 3, padding=1, batch_norm=bn),
         )
         k = branch3_kernel
         self.branch3 = nn.Sequential(
-            BasicConv2d(in_chs, ch5x5red, 1, batch_norm=bn), BasicConv2d(ch5x5red, ch5x5, k, padding=k // 2, batch_norm=bn)
+            BasicConv2d(in_chs, ch5x5red, 1, batch_norm=bn),
+            BasicConv2d(ch5x5red, ch5x5, k, padding=k // 2, batch_norm=bn),
         )
         self.branch4 = nn.Sequential(
-            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), BasicConv2d(in_chs, pool_proj, 1, batch_norm=bn)
+            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(in_chs, pool_proj, 1, batch_norm=bn),
         )
         self.out_chs = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
@@ -150,7 +162,13 @@ class InceptionAux(nn.Module):
     """Sec. 6 auxiliary classifier: avg pool to 4x4 -> 1x1 conv 128 -> fc 1024 -> ReLU -> dropout -> fc."""
 
     def __init__(
-        self, in_chs: int, num_classes: int, *, batch_norm: bool = True, pool: str = "adaptive", drop_rate: float = 0.7
+        self,
+        in_chs: int,
+        num_classes: int,
+        *,
+        batch_norm: bool = True,
+        pool: str = "adaptive",
+        drop_rate: float = 0.7,
     ) -> None:
         super().__init__()
         self.pool: nn.Module = nn.AvgPool2d(5, stride=3) if pool == "paper" else nn.AdaptiveAvgPool2d(4)
@@ -166,7 +184,8 @@ class InceptionAux(nn.Module):
 
 
 class GoogLeNet(nn.Module):
-    """GoogLeNet with torchvision's attribute names (``conv1`` .. ``inception5b``, ``aux1``, ``aux2``, ``fc``)."""
+    """GoogLeNet with torchvision's attribute names (``conv1`` .. ``inception5b``, ``aux1``, ``aux2``,
+    ``fc``)."""
 
     def __init__(
         self,
@@ -180,7 +199,9 @@ class GoogLeNet(nn.Module):
     ) -> None:
         super().__init__()
         if transform_input and in_chans != 3:
-            raise ConfigError(f"transform_input re-normalises RGB ImageNet inputs; it needs in_chans=3, got {in_chans}")
+            raise ConfigError(
+                f"transform_input re-normalises RGB ImageNet inputs; it needs in_chans=3, got {in_chans}"
+            )
         self.cfg = cfg
         self.transform_input = transform_input
         bn = cfg.batch_norm
@@ -241,7 +262,8 @@ class GoogLeNet(nn.Module):
                     bound = (3.0 / m.weight[0].numel()) ** 0.5
                     nn.init.uniform_(m.weight, -bound, bound)
                 if m.bias is not None:
-                    nn.init.constant_(m.bias, 0.0 if id(m) in classifiers or self.cfg.init == "torchvision" else 0.2)
+                    caffe_hidden = self.cfg.init == "caffe" and id(m) not in classifiers
+                    nn.init.constant_(m.bias, 0.2 if caffe_hidden else 0.0)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)

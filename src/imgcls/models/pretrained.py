@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 # (pattern, replacement) applied in order to every key of a loaded file.
 _LEGACY_KEYS: list[tuple[re.Pattern[str], str]] = [
     # DenseNet (torchvision < 0.3 files): denselayer1.norm.1.weight -> denselayer1.norm1.weight
-    (re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"), r"\1\2"),
+    (
+        re.compile(
+            r"(denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+        ),
+        r"\1\2",
+    ),
     # ViT: mlp.linear_1 -> mlp.0, mlp.linear_2 -> mlp.3
     (re.compile(r"\.mlp\.linear_1\."), ".mlp.0."),
     (re.compile(r"\.mlp\.linear_2\."), ".mlp.3."),
@@ -49,7 +54,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` or a PyTorch (``.pth`` / ``.pt`` / ``.bin``) state dict, tensors only."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist: give the path of a .pth or .safetensors file")
+        raise CheckpointError(
+            f"checkpoint '{path}' does not exist: give the path of a .pth or .safetensors file"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -57,7 +64,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or not a checkpoint at all
-        raise CheckpointError(f"cannot read checkpoint '{path}': {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint '{path}': {type(e).__name__}: {str(e).splitlines()[0]}"
+        ) from None
     for wrapper_key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper_key), dict):
             obj = obj[wrapper_key]
@@ -76,14 +85,20 @@ def load_pretrained(
     auxiliary-head keys (``aux1.*``, ``aux2.*``) are ignored when the model has no auxiliary heads, as
     torchvision's GoogLeNet does.
     """
-    state = load_state_dict_file(path_or_state) if isinstance(path_or_state, (str, Path)) else dict(path_or_state)
+    state = (
+        load_state_dict_file(path_or_state) if isinstance(path_or_state, (str, Path)) else dict(path_or_state)
+    )
     state = remap_legacy_keys(state)
     own = model.state_dict()
     if not any(k.startswith(("aux1.", "aux2.")) for k in own):
         state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if wrong:
         raise CheckpointError(
             f"checkpoint does not match the model: {len(wrong)} shapes differ (first: {wrong[0]}); "
@@ -95,7 +110,9 @@ def load_pretrained(
             parts.append(f"{len(missing)} keys missing (first: {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
-        raise CheckpointError(f"checkpoint does not match the model: {'; '.join(parts)}; is it the right model?")
+        raise CheckpointError(
+            f"checkpoint does not match the model: {'; '.join(parts)}; is it the right model?"
+        )
     for k in own:
         if k.endswith("num_batches_tracked") and k not in state:
             state[k] = own[k]

@@ -57,7 +57,9 @@ class QuickNet(nn.Module):
     def __init__(self, cfg: QuickNetConfig, num_classes: int = 10, in_chans: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, cfg.stem, 3, padding=1, bias=False), _bn(cfg.stem), nn.GELU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, cfg.stem, 3, padding=1, bias=False), _bn(cfg.stem), nn.GELU()
+        )
         chans = (cfg.stem, *cfg.widths)
         self.stages = nn.Sequential(*[_Stage(a, b) for a, b in zip(chans[:-1], chans[1:])])
         self.num_features = cfg.widths[-1]

@@ -28,6 +28,7 @@ __all__ = [
     "register_model",
 ]
 
+
 class AuxOutputs(NamedTuple):
     """What a model with auxiliary classifiers (GoogLeNet) returns in training mode.
 
@@ -99,7 +100,10 @@ def _ensure_loaded() -> None:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Sorted registered names matching a shell-style ``pattern`` (``"resnet*"``); a bare word matches as a substring."""
+    """Sorted registered names matching a shell-style ``pattern`` (``"resnet*"``).
+
+    A pattern without wildcards matches as a substring (``"vit"`` finds every ViT).
+    """
     _ensure_loaded()
     if not any(ch in pattern for ch in "*?["):
         pattern = f"*{pattern}*"

@@ -3,11 +3,12 @@
 Paper: "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows", Ze Liu, Yutong Lin, Yue Cao,
 Han Hu, Yixuan Wei, Zheng Zhang, Stephen Lin, Baining Guo, 2021, arXiv:2103.14030.
 
-Built: a hierarchical Transformer. 4 x 4 patches are embedded linearly (C channels, LayerNorm); four stages of
-Swin blocks follow, each block self-attending inside non-overlapping M x M windows with a learned relative
-position bias (Eq. 4), every second block with the windows shifted by M/2 (a cyclic shift plus an attention mask,
-Section 3.2, Figure 4); between stages, patch merging concatenates 2 x 2 neighbours and projects 4C -> 2C,
-halving the resolution and doubling the width. A LayerNorm, global average pooling and a linear head close it.
+Built: a hierarchical Transformer. 4 x 4 patches are embedded linearly (C channels, LayerNorm); four stages
+of Swin blocks follow, each block self-attending inside non-overlapping M x M windows with a learned relative
+position bias (Eq. 4), every second block with the windows shifted by M/2 (a cyclic shift plus an attention
+mask, Section 3.2, Figure 4); between stages, patch merging concatenates 2 x 2 neighbours and projects
+4C -> 2C, halving the resolution and doubling the width. A LayerNorm, global average pooling and a linear head
+close it.
 
 Headline numbers (paper Table 1(a), ImageNet-1K at 224 px): Swin-T 81.3% top-1 with 28M parameters and
 4.5 GFLOPs, Swin-S 83.0% (50M, 8.7G), Swin-B 83.5% (88M, 15.4G); 58.7 box AP on COCO and 53.5 mIoU on ADE20K
@@ -17,26 +18,27 @@ Layout: ``state_dict()`` keys and shapes are torchvision's ``SwinTransformer`` (
 embedding (``0`` conv, ``2`` LayerNorm), ``features.{1,3,5,7}`` the stages of blocks (``norm1``, ``attn`` with
 ``relative_position_bias_table``, a persistent int64 ``relative_position_index`` buffer, ``qkv``, ``proj``;
 ``norm2``, ``mlp.0``, ``mlp.3``), ``features.{2,4,6}`` the patch mergings (``reduction``, ``norm``), then
-``norm`` and ``head``; torchvision's checkpoints load with ``imgcls.load_pretrained``. The patch embedding is the
-shared :class:`~imgcls.models.layers.PatchEmbed` saved under torchvision's names by
+``norm`` and ``head``; torchvision's checkpoints load with ``imgcls.load_pretrained``. The patch embedding is
+the shared :class:`~imgcls.models.layers.PatchEmbed` saved under torchvision's names by
 :func:`~imgcls.models.layers.checkpoint_names.use_checkpoint_names`; the window attention is the shared
-:class:`~imgcls.models.layers.Attention` (``scaled_dot_product_attention`` with the relative position bias plus
-the shift mask as ``attn_mask``), extended with the bias table; attention maps come back on request.
+:class:`~imgcls.models.layers.Attention` (``scaled_dot_product_attention`` with the relative position bias
+plus the shift mask as ``attn_mask``), extended with the bias table; attention maps come back on request.
 
 Departures from the paper, and why:
 
-- Feature maps not divisible by the window are padded at the bottom / right before the window partition, and a
-  side that one window already covers is not shifted (torchvision and the official code do the same; the paper's
-  224 px inputs never need either). Odd maps are padded by one before patch merging, as torchvision does.
+- Feature maps not divisible by the window are padded at the bottom / right before the window partition, and
+  a side that one window already covers is not shifted (torchvision and the official code do the same; the
+  paper's 224 px inputs never need either). Odd maps are padded by one before patch merging, as torchvision
+  does.
 - The shift mask adds -100, not -inf, to the logits of token pairs from different regions (the official code's
   value): their probability, e^-100 relative to the others, is zero in float32.
-- Small-input form (not in the paper): 2 x 2 patches and 4 x 4 windows, so 32 px inputs give 16, 8, 4, 2 patch
-  grids over the four stages (28 px: 14 -> padded to 16, 7 -> 8, 4, 2). ``swin_t_patch2_window4_32`` is Swin-T in
-  that form; ``create_model("swin_t", image_size<=64)`` switches any variant to it. Loading 224 px checkpoints into
-  it fails on the bias-table shape (13^2 vs 7^2 rows): it is meant for training from scratch.
-- Stochastic depth uses the shared linear rule (block l of L dropped with l/L times the rate), where the official
-  code uses torch.linspace(0, rate, L) (first block never dropped); the rates per variant are the paper's
-  (0.2 / 0.3 / 0.5 for T / S / B, Appendix A2.1). Only training differs, loading does not.
+- Small-input form (not in the paper): 2 x 2 patches and 4 x 4 windows, so 32 px inputs give 16, 8, 4, 2
+  patch grids over the four stages (28 px: 14 -> padded to 16, 7 -> 8, 4, 2). ``swin_t_patch2_window4_32`` is
+  Swin-T in that form; ``create_model("swin_t", image_size<=64)`` switches any variant to it. Loading 224 px
+  checkpoints into it fails on the bias-table shape (7^2 vs 13^2 rows): it is meant for training from scratch.
+- Stochastic depth uses the shared linear rule (block l of L dropped with l/L times the rate), where the
+  official code uses torch.linspace(0, rate, L) (first block never dropped); the rates per variant are the
+  paper's (0.2 / 0.3 / 0.5 for T / S / B, Appendix A2.1). Only training differs, loading does not.
 - Swin-L (Table 7, pre-trained on ImageNet-22K only, 197M parameters) is not registered.
 """
 
@@ -110,27 +112,30 @@ class _Variant(NamedTuple):
 _TV = "torchvision {} (parameters); GFLOPs and top-1: paper Table 1(a)"
 # Paper Table 7 (detailed architecture specifications) and Section 3.3: C, layer numbers and heads per stage;
 # M = 7, head width 32, alpha = 4. Stochastic depth 0.2 / 0.3 / 0.5 for T / S / B (Appendix A2.1).
+# fmt: off
 VARIANTS: dict[str, _Variant] = {
+    # name: SwinConfig(C, layer numbers, heads, ...), parameters, classes, source, GFLOPs, top-1
     "swin_t": _Variant(
-        SwinConfig(96, (2, 2, 6, 2), (3, 6, 12, 24), drop_path_rate=0.2), 28_288_354, 1000, _TV.format("swin_t"),
-        gflops=4.5, top1=81.3,
+        SwinConfig(96, (2, 2, 6, 2), (3, 6, 12, 24), drop_path_rate=0.2),
+        28_288_354, 1000, _TV.format("swin_t"), gflops=4.5, top1=81.3,
     ),
     "swin_s": _Variant(
-        SwinConfig(96, (2, 2, 18, 2), (3, 6, 12, 24), drop_path_rate=0.3), 49_606_258, 1000, _TV.format("swin_s"),
-        gflops=8.7, top1=83.0,
+        SwinConfig(96, (2, 2, 18, 2), (3, 6, 12, 24), drop_path_rate=0.3),
+        49_606_258, 1000, _TV.format("swin_s"), gflops=8.7, top1=83.0,
     ),
     "swin_b": _Variant(
-        SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32), drop_path_rate=0.5), 87_768_224, 1000, _TV.format("swin_b"),
-        gflops=15.4, top1=83.5,
+        SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32), drop_path_rate=0.5),
+        87_768_224, 1000, _TV.format("swin_b"), gflops=15.4, top1=83.5,
     ),
-    # Small-input form of Swin-T for training from scratch on 28 / 32 px images (our adaptation, no paper row).
-    # Its count, by the closed form per block 12 d^2 + 13 d + (2M - 1)^2 heads, per merging 8 d^2 + 8 d, stem
-    # c p^2 C + 3 C, final norm and head, matches the parameters counted on the model.
+    # Small-input form of Swin-T for training from scratch on 28 / 32 px images (our adaptation, no paper
+    # row). Its count is the closed form: per block 12 d^2 + 13 d + (2M - 1)^2 heads, per merging 8 d^2 + 8 d,
+    # stem c p^2 C + 3 C, final norm 2 * 8C, head 8C K + K.
     "swin_t_patch2_window4_32": _Variant(
         SwinConfig(96, (2, 2, 6, 2), (3, 6, 12, 24), patch_size=2, window_size=4, drop_path_rate=0.2),
         27_507_028, 10, "closed form above (no published figure)", input_size=32,
     ),
 }
+# fmt: on
 
 # How a 224 px variant adapts to 28 / 32 px images: 2 px patches, 4 x 4 windows.
 SMALL_INPUT_KWARGS: dict[str, Any] = {"patch_size": 2, "window_size": 4}
@@ -143,13 +148,14 @@ def relative_position_index(window_size: int) -> torch.Tensor:
     (row_i - row_j, col_i - col_j), each in [-(M-1), M-1], stored row-major in the table (paper Section 3.2).
     """
     m = window_size
-    coords = torch.stack(torch.meshgrid(torch.arange(m), torch.arange(m), indexing="ij")).flatten(1)  # (2, M*M)
+    # (2, M*M): the (row, col) of every window position, row-major
+    coords = torch.stack(torch.meshgrid(torch.arange(m), torch.arange(m), indexing="ij")).flatten(1)
     rel = coords[:, :, None] - coords[:, None, :] + (m - 1)  # (2, M*M, M*M), offsets shifted to [0, 2M-2]
     return (rel[0] * (2 * m - 1) + rel[1]).flatten()  # (M^4,)
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
-    """(B, H, W, C) with H, W multiples of M -> windows (B * H/M * W/M, M*M, C), windows in row-major order."""
+    """(B, H, W, C), H and W multiples of M -> windows (B * H/M * W/M, M*M, C), windows row-major."""
     B, H, W, C = x.shape
     m = window_size
     x = x.view(B, H // m, m, W // m, m, C).permute(0, 1, 3, 2, 4, 5)  # (B, H/M, W/M, M, M, C)
@@ -195,8 +201,8 @@ class ShiftedWindowAttention(Attention):
     """Multi-head self-attention inside (shifted) M x M windows with a relative position bias.
 
     The shared :class:`~imgcls.models.layers.Attention` (same ``qkv`` / ``proj`` as torchvision's
-    ``ShiftedWindowAttention``) runs on the windows; this class adds the bias table, the index buffer, the padding,
-    the cyclic shift and its mask. Input and output are channels-last maps (B, H, W, C).
+    ``ShiftedWindowAttention``) runs on the windows; this class adds the bias table, the index buffer, the
+    padding, the cyclic shift and its mask. Input and output are channels-last maps (B, H, W, C).
     """
 
     def __init__(
@@ -240,7 +246,8 @@ class ShiftedWindowAttention(Attention):
         if shifted:
             mask = shifted_window_mask((Hp, Wp), m, shift, device=x.device, dtype=bias.dtype)  # (nW, N, N)
             bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N)
-            bias = bias.unsqueeze(0).expand(B, *bias.shape).reshape(-1, *bias.shape[1:])  # (B * nW, heads, N, N)
+            # (nW, heads, N, N) -> (B * nW, heads, N, N), image by image as window_partition orders windows
+            bias = bias.unsqueeze(0).expand(B, *bias.shape).reshape(-1, *bias.shape[1:])
         out = super().forward(windows, bias=bias, return_attn=return_attn)
         out, attn = out if isinstance(out, tuple) else (out, None)
         x = window_reverse(out, m, Hp, Wp)  # (B, Hp, Wp, C)
@@ -266,7 +273,9 @@ class SwinBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = ShiftedWindowAttention(dim, num_heads, window_size, shift_size, attention_dropout, dropout)
+        self.attn = ShiftedWindowAttention(
+            dim, num_heads, window_size, shift_size, attn_drop=attention_dropout, proj_drop=dropout
+        )
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=dropout)
         self.drop_path = DropPath(drop_path)
@@ -284,7 +293,8 @@ def merge_patches(x: torch.Tensor) -> torch.Tensor:
     """
     H, W = x.shape[-3], x.shape[-2]
     x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
-    return torch.cat([x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], x[..., 0::2, 1::2, :], x[..., 1::2, 1::2, :]], -1)
+    parts = [x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], x[..., 0::2, 1::2, :], x[..., 1::2, 1::2, :]]
+    return torch.cat(parts, dim=-1)
 
 
 class PatchMerging(nn.Module):
@@ -307,15 +317,27 @@ class SwinTransformer(nn.Module):
         if len(cfg.depths) != len(cfg.num_heads):
             raise ValueError(f"depths {cfg.depths} and num_heads {cfg.num_heads} differ in length")
         self.cfg = cfg
+        # Patch embedding with LayerNorm, channels-last out, saved as torchvision's features.0 (0 conv, 2 norm).
         stem = PatchEmbed(
-            cfg.patch_size, in_chans, cfg.embed_dim, norm_layer=nn.LayerNorm, flatten=False, channels_last_out=True
+            cfg.patch_size,
+            in_chans,
+            cfg.embed_dim,
+            norm_layer=nn.LayerNorm,
+            flatten=False,
+            channels_last_out=True,
         )
         use_checkpoint_names(
-            stem, {"proj.weight": "0.weight", "proj.bias": "0.bias", "norm.weight": "2.weight", "norm.bias": "2.bias"}
+            stem,
+            {
+                "proj.weight": "0.weight",
+                "proj.bias": "0.bias",
+                "norm.weight": "2.weight",
+                "norm.bias": "2.bias",
+            },
         )
         layers: list[nn.Module] = [stem]
         rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.depths)))
-        for i, (depth, heads) in enumerate(zip(cfg.depths, cfg.num_heads)):
+        for i, (depth, heads) in enumerate(zip(cfg.depths, cfg.num_heads, strict=True)):
             dim = cfg.embed_dim * 2**i
             # Blocks alternate regular (even) and shifted (odd) windows, shifted by M // 2 (Section 3.2).
             blocks = [
@@ -349,7 +371,7 @@ class SwinTransformer(nn.Module):
         return head
 
     def init_weights(self) -> None:
-        """Initialise as the official code (microsoft/Swin-Transformer) does; the patch conv keeps PyTorch's default."""
+        """Initialise as the official code (microsoft/Swin-Transformer); the patch conv keeps its default."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)  # official code: every Linear trunc_normal(0.02)
@@ -370,7 +392,7 @@ class SwinTransformer(nn.Module):
         self.head = self._new_head(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> normalised last-stage map (B, H/32, W/32, 8C), channels last (paper's strides)."""
+        """Images (B, C, H, W) -> normalised last-stage map (B, H/32, W/32, 8C), channels last."""
         return self.norm(self.features(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -383,7 +405,7 @@ class SwinTransformer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def get_attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Attention probabilities of every block: a list of tensors (B * nW, heads, M*M, M*M), rows summing to 1.
+        """Attention probabilities of every block: a list of (B * nW, heads, M*M, M*M) tensors, rows sum to 1.
 
         Windows are numbered row-major per image on the padded, (for odd blocks) cyclically shifted map.
         """
@@ -400,7 +422,7 @@ class SwinTransformer(nn.Module):
 
 
 def _build(cfg: SwinConfig, num_classes: int = 1000, in_chans: int = 3, **overrides: Any) -> SwinTransformer:
-    # Keyword overrides (patch_size=, window_size=, drop_path_rate=, ...) replace fields of the table's config.
+    # Keyword overrides (patch_size=, window_size=, drop_path_rate=, ...) replace the table config's fields.
     return SwinTransformer(replace(cfg, **overrides), num_classes=num_classes, in_chans=in_chans)
 
 

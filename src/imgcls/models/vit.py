@@ -140,6 +140,7 @@ class _Variant(NamedTuple):
 #   + L (4 D^2 + 2 D M + 9 D + M) (per block: 2 LayerNorms, qkv, output projection, MLP)
 #   + 2 D (final LayerNorm) + D K + K (head)
 _TV = "torchvision {} (parameters, GFLOPs and acc@1 of its IMAGENET1K_V1 weights)"
+# fmt: off
 VARIANTS: dict[str, _Variant] = {
     "vit_tiny_patch16_224": _Variant(
         "tiny", 16, 224, 5_717_416, 1000, "timm deit_tiny_patch16_224; top-1: DeiT paper (DeiT-Ti)", top1=72.2
@@ -159,6 +160,7 @@ VARIANTS: dict[str, _Variant] = {
     "vit_tiny_patch4_32": _Variant("tiny", 4, 32, 5_362_762, 10, "closed form above (no published figure)"),
     "vit_small_patch4_32": _Variant("small", 4, 32, 21_342_346, 10, "closed form above (no published figure)"),
 }
+# fmt: on
 
 # How a 224 px variant adapts to 28 / 32 px images: 4 px patches, embeddings laid out for 32 px.
 SMALL_INPUT_KWARGS: dict[str, Any] = {"patch_size": 4, "img_size": 32}
@@ -209,7 +211,9 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(dim, eps=LN_EPS)
         # proj_drop is torchvision's dropout after the attention's output projection.
-        self.self_attention = Attention(dim, num_heads, qkv_bias=True, attn_drop=attention_dropout, proj_drop=dropout)
+        self.self_attention = Attention(
+            dim, num_heads, qkv_bias=True, attn_drop=attention_dropout, proj_drop=dropout
+        )
         use_checkpoint_names(
             self.self_attention,
             {
@@ -228,7 +232,9 @@ class EncoderBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.ln_2(x)))
 
 
-def _resize_pos_embed_on_load(module: Encoder, state_dict: dict[str, torch.Tensor], prefix: str, *_: Any) -> None:
+def _resize_pos_embed_on_load(
+    module: Encoder, state_dict: dict[str, torch.Tensor], prefix: str, *_: Any
+) -> None:
     """Load hook: a checkpoint trained at another resolution gets its position embeddings interpolated."""
     key = prefix + "pos_embedding"
     pos = state_dict.get(key)
@@ -250,7 +256,9 @@ class Encoder(nn.Module):
             OrderedDict(
                 (
                     f"encoder_layer_{i}",
-                    EncoderBlock(cfg.embed_dim, cfg.num_heads, cfg.mlp_dim, cfg.dropout, cfg.attention_dropout, rate),
+                    EncoderBlock(
+                        cfg.embed_dim, cfg.num_heads, cfg.mlp_dim, cfg.dropout, cfg.attention_dropout, rate
+                    ),
                 )
                 for i, rate in enumerate(rates)
             )
@@ -280,7 +288,9 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(cfg.patch_size, in_chans, cfg.embed_dim)
         self.encoder = Encoder((img_h // cfg.patch_size, img_w // cfg.patch_size), cfg)
         self.heads = nn.Sequential(OrderedDict(head=self._new_head(num_classes)))
-        use_checkpoint_names(self, {"patch_embed.proj.weight": "conv_proj.weight", "patch_embed.proj.bias": "conv_proj.bias"})
+        use_checkpoint_names(
+            self, {"patch_embed.proj.weight": "conv_proj.weight", "patch_embed.proj.bias": "conv_proj.bias"}
+        )
         self.init_weights()
 
     def _new_head(self, num_classes: int) -> nn.Module:

@@ -43,7 +43,13 @@ VARIANTS: dict[str, tuple[AlexNetConfig, int, str, float]] = {
     # name: (config, parameters at 1000 classes, source, top-1 %)
     "zfnet": (
         AlexNetConfig(
-            convs=((96, 7, 2, 1, 1), (256, 5, 2, 0, 1), (384, 3, 1, 1, 1), (384, 3, 1, 1, 1), (256, 3, 1, 1, 1)),
+            convs=(
+                (96, 7, 2, 1, 1),
+                (256, 5, 2, 0, 1),
+                (384, 3, 1, 1, 1),
+                (384, 3, 1, 1, 1),
+                (256, 3, 1, 1, 1),
+            ),
             lrn_after=(0, 1),
             lrn_before_pool=False,  # Fig. 3: conv -> ReLU -> pool -> contrast norm
             pool_ceil_mode=True,
@@ -72,7 +78,9 @@ def renormalize_filters_(model: nn.Module, radius: float = 0.1) -> int:
     return changed
 
 
-def _build(cfg: AlexNetConfig, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False) -> AlexNet:
+def _build(
+    cfg: AlexNetConfig, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False
+) -> AlexNet:
     return AlexNet(cfg, num_classes=num_classes, in_chans=in_chans, small_input=small_input)
 
 

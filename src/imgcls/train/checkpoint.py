@@ -62,13 +62,17 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise CheckpointError(f"cannot read training state '{path}': {type(e).__name__}; the run cannot be resumed") from None
+        raise CheckpointError(
+            f"cannot read training state '{path}': {type(e).__name__}; the run cannot be resumed"
+        ) from None
 
 
 def read_model_info(run_dir: Path) -> dict[str, Any]:
     path = run_dir / MODEL_INFO
     if not path.is_file():
-        raise CheckpointError(f"'{run_dir}' has no {MODEL_INFO}: give an imgcls run directory or a weights file in one")
+        raise CheckpointError(
+            f"'{run_dir}' has no {MODEL_INFO}: give an imgcls run directory or a weights file in one"
+        )
     try:
         info = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -113,10 +117,14 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", which: str = 
     elif path.is_file():
         run_dir, weights = path.parent, path
     else:
-        raise CheckpointError(f"'{path}' does not exist: give a run directory (runs/NAME) or a .safetensors file")
+        raise CheckpointError(
+            f"'{path}' does not exist: give a run directory (runs/NAME) or a .safetensors file"
+        )
     info = read_model_info(run_dir)
     if not weights.is_file():
-        raise CheckpointError(f"'{run_dir}' holds no weights yet ({WEIGHTS_LAST}); did the first epoch finish?")
+        raise CheckpointError(
+            f"'{run_dir}' holds no weights yet ({WEIGHTS_LAST}); did the first epoch finish?"
+        )
     model = build_model_from_info(info)
     load_pretrained(model, load_state_dict_file(weights))
     model.to(device).eval()

@@ -76,7 +76,9 @@ def _augment_config(cfg: TrainConfig) -> AugmentConfig:
         raise unknown_name("augmentation preset", cfg.augment, AUGMENT_PRESETS)
     aug = AUGMENT_PRESETS[cfg.augment]
     overrides = {
-        k: getattr(cfg, k) for k in ("crop_padding", "flip", "erasing", "mixup", "cutmix") if getattr(cfg, k) is not None
+        k: getattr(cfg, k)
+        for k in ("crop_padding", "flip", "erasing", "mixup", "cutmix")
+        if getattr(cfg, k) is not None
     }
     return replace(aug, **overrides)
 
@@ -85,7 +87,9 @@ def _resume_config(cfg: TrainConfig) -> TrainConfig:
     run_dir = Path(cfg.resume)  # type: ignore[arg-type]
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
-        raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it an imgcls run directory?)")
+        raise ConfigError(
+            f"cannot resume '{run_dir}': it has no config.yaml (is it an imgcls run directory?)"
+        )
     saved = overlay(TrainConfig(), yaml.safe_load(saved_path.read_text()) or {}, str(saved_path))
     defaults = TrainConfig()
     changes = {k: getattr(cfg, k) for k in RESUME_OVERRIDABLE if getattr(cfg, k) != getattr(defaults, k)}
@@ -96,7 +100,9 @@ def _classifier_keys(name: str, num_classes: int, in_chans: int, image_size: int
     """Keys whose shape depends on num_classes: built twice on the meta device (free) and compared."""
     with torch.device("meta"):
         a = create_model(name, num_classes=num_classes, in_chans=in_chans, image_size=image_size, **kwargs)
-        b = create_model(name, num_classes=num_classes + 1, in_chans=in_chans, image_size=image_size, **kwargs)
+        b = create_model(
+            name, num_classes=num_classes + 1, in_chans=in_chans, image_size=image_size, **kwargs
+        )
     sa, sb = a.state_dict(), b.state_dict()
     return {k for k in sa if k in sb and sa[k].shape != sb[k].shape}
 
@@ -123,14 +129,18 @@ class _Trainer:
 
     def _load_data(self) -> None:
         cfg = self.cfg
-        kwargs = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels)
+        kwargs = dict(
+            data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels
+        )
         try:
             self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
         except DataError as e:
             if not cfg.fallback_dataset or cfg.fallback_dataset == cfg.dataset:
                 raise
             log.warning("note: %s", e)
-            log.warning("note: training on '%s' instead (install the dataset or pass --dataset)", cfg.fallback_dataset)
+            log.warning(
+                "note: training on '%s' instead (install the dataset or pass --dataset)", cfg.fallback_dataset
+            )
             self.cfg = cfg = replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None)
             self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
         self.test_set = load_dataset(cfg.dataset, "test", **kwargs)
@@ -181,7 +191,9 @@ class _Trainer:
             path = path / (ckpt.WEIGHTS_BEST if (path / ckpt.WEIGHTS_BEST).is_file() else ckpt.WEIGHTS_LAST)
         state = remap_legacy_keys(load_state_dict_file(path))
         own = model.state_dict()
-        head = _classifier_keys(cfg.model, self.info.num_classes, self.info.channels, image_size, cfg.model_kwargs)
+        head = _classifier_keys(
+            cfg.model, self.info.num_classes, self.info.channels, image_size, cfg.model_kwargs
+        )
         mismatched = {k for k in head if k in state and state[k].shape != own[k].shape}
         if mismatched:
             # Fine-tuning to another class count: keep the new, freshly initialised classifier.
@@ -195,10 +207,15 @@ class _Trainer:
         cfg = self.cfg
         if cfg.resume:
             return Path(cfg.resume)
-        name = cfg.name or f"{cfg.model}-{self.info.name.replace(':', '_').replace('/', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
+        name = (
+            cfg.name
+            or f"{cfg.model}-{self.info.name.replace(':', '_').replace('/', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
+        )
         run_dir = Path(cfg.out_dir) / name
         if (run_dir / ckpt.STATE).exists():
-            raise ConfigError(f"run directory '{run_dir}' already holds a run: pass --resume {run_dir} or another --name")
+            raise ConfigError(
+                f"run directory '{run_dir}' already holds a run: pass --resume {run_dir} or another --name"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         ckpt.save_model_info(run_dir, self.model_info)
@@ -218,6 +235,8 @@ class _Trainer:
         num_epochs = math.ceil(total_steps / steps_per_epoch)
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = build_schedule(self.optimizer, cfg, total_steps, steps_per_epoch)
+        # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         start_epoch, step, best_acc, history = 0, 0, -1.0, []
         if cfg.resume:
@@ -226,8 +245,13 @@ class _Trainer:
         else:
             log.info(
                 "training %s (%s parameters) on %s: %d train / %d test images, %d epochs, device %s%s",
-                cfg.model, f"{sum(p.numel() for p in self.model.parameters()):,}", self.info.name,
-                len(self.train_set), len(self.test_set), num_epochs, self.device,
+                cfg.model,
+                f"{sum(p.numel() for p in self.model.parameters()):,}",
+                self.info.name,
+                len(self.train_set),
+                len(self.test_set),
+                num_epochs,
+                self.device,
                 f", {str(self.amp_dtype).replace('torch.', '')} autocast" if self.amp_dtype else "",
             )
 
@@ -254,8 +278,13 @@ class _Trainer:
                 if step >= total_steps:
                     break
         except KeyboardInterrupt:
-            log.warning("interrupted in epoch %d; the checkpoint of the last finished epoch is in %s; "
-                        "continue with: imgcls train --resume %s", epoch + 1, self.run_dir, self.run_dir)
+            log.warning(
+                "interrupted in epoch %d; the checkpoint of the last finished epoch is in %s; "
+                "continue with: imgcls train --resume %s",
+                epoch + 1,
+                self.run_dir,
+                self.run_dir,
+            )
             raise
 
         if last_eval is None:  # resumed a finished run: evaluate what is there
@@ -274,12 +303,23 @@ class _Trainer:
             history=history,
             eval=last_eval,
         )
-        ckpt.atomic_write_json(self.run_dir / "result.json", {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in ((f.name, getattr(result, f.name)) for f in fields(result)) if k not in ("history", "eval")
-        } | {"dataset": self.info.name, "model": cfg.model, "per_class": last_eval.to_dict()["per_class"]})
-        log.info("test accuracy %.2f%% (top-5 %.2f%%) after %d epochs, %.1f s of training; run in %s",
-                 100 * result.test_acc, 100 * result.test_top5, result.epochs, train_seconds, self.run_dir)
+        ckpt.atomic_write_json(
+            self.run_dir / "result.json",
+            {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in ((f.name, getattr(result, f.name)) for f in fields(result))
+                if k not in ("history", "eval")
+            }
+            | {"dataset": self.info.name, "model": cfg.model, "per_class": last_eval.to_dict()["per_class"]},
+        )
+        log.info(
+            "test accuracy %.2f%% (top-5 %.2f%%) after %d epochs, %.1f s of training; run in %s",
+            100 * result.test_acc,
+            100 * result.test_top5,
+            result.epochs,
+            train_seconds,
+            self.run_dir,
+        )
         return result
 
     def _loss(self, out: torch.Tensor | AuxOutputs, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,7 +331,9 @@ class _Trainer:
             return loss, out.logits
         return F.cross_entropy(out, y, label_smoothing=ls), out
 
-    def _train_epoch(self, epoch: int, num_epochs: int, step: int, total_steps: int) -> tuple[dict[str, Any], int]:
+    def _train_epoch(
+        self, epoch: int, num_epochs: int, step: int, total_steps: int
+    ) -> tuple[dict[str, Any], int]:
         from tqdm.auto import tqdm
 
         cfg, model, opt = self.cfg, self.step_model, self.optimizer
@@ -301,14 +343,20 @@ class _Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         n_images, n_batches = 0, 0
-        bar = tqdm(total=len(self.train_loader), desc=f"epoch {epoch + 1}/{num_epochs}", leave=False,
-                   disable=not cfg.progress, dynamic_ncols=True, unit="batch")
+        bar = tqdm(
+            total=len(self.train_loader),
+            desc=f"epoch {epoch + 1}/{num_epochs}",
+            leave=False,
+            disable=not cfg.progress,
+            dynamic_ncols=True,
+            unit="batch",
+        )
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.train_loader):
             with autocast(self.device, self.amp_dtype):
                 out = model(x)
                 loss, logits = self._loss(out, y)
-            (loss / accum).backward() if accum > 1 else loss.backward()
+            self.scaler.scale(loss / accum if accum > 1 else loss).backward()
             n_batches += 1
             n_images += x.shape[0]
             loss_sum += loss.detach().float()
@@ -316,8 +364,10 @@ class _Trainer:
             correct += (logits.detach().argmax(1) == target).sum()
             if (i + 1) % accum == 0:
                 if cfg.grad_clip:
+                    self.scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                opt.step()
+                self.scaler.step(opt)
+                self.scaler.update()
                 opt.zero_grad(set_to_none=True)
                 self.schedule.step()
                 if self.ema is not None:
@@ -326,8 +376,13 @@ class _Trainer:
             if n_batches % _NAN_CHECK_EVERY == 0:
                 self._check_finite(loss_sum, epoch, step)
                 elapsed = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{float(loss_sum) / n_batches:.3f}", acc=f"{100 * float(correct) / n_images:.1f}",
-                                lr=f"{opt.param_groups[0]['lr']:.3g}", img_s=f"{n_images / elapsed:.0f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{float(loss_sum) / n_batches:.3f}",
+                    acc=f"{100 * float(correct) / n_images:.1f}",
+                    lr=f"{opt.param_groups[0]['lr']:.3g}",
+                    img_s=f"{n_images / elapsed:.0f}",
+                    refresh=False,
+                )
             bar.update(1)
             if step >= total_steps and (i + 1) % accum == 0:
                 break
@@ -347,7 +402,11 @@ class _Trainer:
 
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss_sum):
-            last = f"the checkpoint of epoch {epoch} is in {self.run_dir}" if epoch > 0 else "no checkpoint was written"
+            last = (
+                f"the checkpoint of epoch {epoch} is in {self.run_dir}"
+                if epoch > 0
+                else "no checkpoint was written"
+            )
             raise TrainingDivergedError(
                 f"the training loss became {float(loss_sum)} in epoch {epoch + 1} (step {step}); the run stopped and "
                 f"{last}; lower --lr or set --grad-clip 1.0"
@@ -357,17 +416,37 @@ class _Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _evaluate(self) -> EvalResult:
-        return evaluate(self._eval_model(), self.test_loader, self.info.num_classes, classes=self.info.classes,
-                        amp_dtype=self.amp_dtype, tta_flip=self.cfg.tta_flip)
+        return evaluate(
+            self._eval_model(),
+            self.test_loader,
+            self.info.num_classes,
+            classes=self.info.classes,
+            amp_dtype=self.amp_dtype,
+            tta_flip=self.cfg.tta_flip,
+        )
 
     def _log_epoch(self, row: dict[str, Any], num_epochs: int) -> None:
-        test = f" | test acc {100 * row['test_acc']:.2f}% top-5 {100 * row['test_top5']:.2f}%" if "test_acc" in row else ""
-        log.info("epoch %d/%d: train loss %.4f acc %.2f%%%s | lr %.3g | %.0f img/s | %.1f s",
-                 row["epoch"], num_epochs, row["train_loss"], 100 * row["train_acc"], test, row["lr"],
-                 row["images_per_sec"], row["epoch_seconds"])
+        test = (
+            f" | test acc {100 * row['test_acc']:.2f}% top-5 {100 * row['test_top5']:.2f}%"
+            if "test_acc" in row
+            else ""
+        )
+        log.info(
+            "epoch %d/%d: train loss %.4f acc %.2f%%%s | lr %.3g | %.0f img/s | %.1f s",
+            row["epoch"],
+            num_epochs,
+            row["train_loss"],
+            100 * row["train_acc"],
+            test,
+            row["lr"],
+            row["images_per_sec"],
+            row["epoch_seconds"],
+        )
 
     # ------------------------------------------------------------------------------------------ checkpoints
-    def _save(self, epoch: int, step: int, best_acc: float, history: list[dict[str, Any]], best: bool) -> None:
+    def _save(
+        self, epoch: int, step: int, best_acc: float, history: list[dict[str, Any]], best: bool
+    ) -> None:
         run_dir, eval_model = self.run_dir, self._eval_model()
         meta = {"epoch": str(epoch + 1), "model": self.cfg.model}
         ckpt.save_weights(eval_model, run_dir / ckpt.WEIGHTS_LAST, meta)
@@ -381,6 +460,7 @@ class _Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
@@ -391,11 +471,15 @@ class _Trainer:
 
     def _restore(self, path: Path) -> tuple[int, int, float, list[dict[str, Any]]]:
         if not path.is_file():
-            raise ConfigError(f"cannot resume '{path.parent}': no {ckpt.STATE} (the first epoch never finished); start it again")
+            raise ConfigError(
+                f"cannot resume '{path.parent}': no {ckpt.STATE} (the first epoch never finished); start it again"
+            )
         state = ckpt.load_training_state(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["rng_cpu"])
@@ -404,8 +488,18 @@ class _Trainer:
         return state["epoch"], state["step"], state["best_acc"], state["history"]
 
     def _write_metrics(self, history: list[dict[str, Any]]) -> None:
-        cols = ["epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr",
-                "epoch_seconds", "images_per_sec"]
+        cols = [
+            "epoch",
+            "step",
+            "train_loss",
+            "train_acc",
+            "test_loss",
+            "test_acc",
+            "test_top5",
+            "lr",
+            "epoch_seconds",
+            "images_per_sec",
+        ]
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
         w.writeheader()

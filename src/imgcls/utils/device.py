@@ -27,8 +27,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     except (RuntimeError, ValueError):
         raise ConfigError(f"unknown device '{name}': use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but PyTorch sees no CUDA GPU here: use --device cpu or auto")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(
+            "device 'cuda' asked for, but PyTorch sees no CUDA GPU here: use --device cpu or auto"
+        )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
         raise ConfigError("device 'mps' asked for, but it is not available: use --device cpu or auto")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device '{name}': use auto, cpu, cuda or mps")

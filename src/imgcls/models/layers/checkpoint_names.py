@@ -1,10 +1,10 @@
 """Give a module's ``state_dict()`` the parameter names of a published checkpoint layout.
 
 Shared blocks have one set of attribute names (``PatchEmbed.proj``, ``Attention.qkv``), while published
-checkpoints use others (torchvision's ViT calls the patch projection ``conv_proj`` and the fused query/key/value
-weight ``in_proj_weight``, as ``nn.MultiheadAttention`` does). Rather than write a second copy of a block only
-to rename its parameters, :func:`use_checkpoint_names` registers a pair of hooks on the module that owns both
-names:
+checkpoints use others (torchvision's ViT calls the patch projection ``conv_proj`` and the fused
+query/key/value weight ``in_proj_weight``, as ``nn.MultiheadAttention`` does). Rather than write a second copy
+of a block only to rename its parameters, :func:`use_checkpoint_names` registers a pair of hooks on the module
+that owns both names:
 
 - ``state_dict()`` renames the module's keys to the checkpoint names, keeping their order;
 - ``load_state_dict()`` renames checkpoint keys back before loading (the module's own names load as well).
@@ -26,7 +26,9 @@ from torch import nn
 __all__ = ["use_checkpoint_names"]
 
 
-def _save_hook(to_ckpt: Mapping[str, str], module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any) -> None:
+def _save_hook(
+    to_ckpt: Mapping[str, str], module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any
+) -> None:
     # This module's whole subtree was just written, so its keys are the last ones in ``state_dict``: popping
     # and re-inserting them all renames the aliased ones and keeps the order.
     keys = [k for k in state_dict if k.startswith(prefix)]

@@ -9,7 +9,9 @@ from torch import nn
 __all__ = ["ConvNormAct", "make_divisible"]
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+def make_divisible(
+    value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
+) -> int:
     """Round a channel count to a multiple of ``divisor``, never going below ``round_limit`` of ``value``.
 
     The rule of the MobileNetV2 / EfficientNet reference implementations (Sandler et al. 2018, Tan & Le 2019).
@@ -48,7 +50,9 @@ class ConvNormAct(nn.Sequential):
         if bias is None:
             bias = norm_layer is None
         layers: list[nn.Module] = [
-            nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=bias)
+            nn.Conv2d(
+                in_chs, out_chs, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=bias
+            )
         ]
         if norm_layer is not None:
             layers.append(norm_layer(out_chs))
