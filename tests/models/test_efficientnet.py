@@ -74,6 +74,19 @@ def test_rule_reproduces_published_width_and_resolution_everywhere_and_depth_up_
             assert rule.depth_mult == depth, name
 
 
+def test_no_single_phi_gives_the_published_depth_and_resolution_of_b4_to_b7() -> None:
+    # The module docstring's claim: even allowing the resolution to be off by 5 px, B4-B7 have no phi.
+    grid = [k / 1000 for k in range(8001)]
+    for name in ("efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7"):
+        _, depth, res = PUBLISHED[name]
+        fits = [
+            phi
+            for phi in grid
+            if compound_scaling(phi).depth_mult == depth and abs(224 * GAMMA**phi - res) <= 5
+        ]
+        assert fits == [], name
+
+
 def test_registered_variants_use_the_published_coefficients() -> None:
     for name, (width, depth, res) in PUBLISHED.items():
         row = VARIANTS[name]

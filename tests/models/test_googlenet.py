@@ -69,9 +69,10 @@ def test_aux_outputs_in_training_mode_only(name: str) -> None:
 
 
 def test_aux_heads_native_shapes() -> None:
+    seen: list[torch.Size] = []
     for name in sorted(VARIANTS):
+        seen.clear()
         model = _meta(name, num_classes=7).train()
-        seen: list[torch.Size] = []
         model.inception5b.register_forward_hook(lambda m, i, o: seen.append(o.shape))
         out = model(torch.empty(2, 3, 224, 224, device="meta"))
         assert out.logits.shape == (2, 7) and [a.shape for a in out.aux] == [(2, 7), (2, 7)]

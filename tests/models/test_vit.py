@@ -1,4 +1,4 @@
-"""ViT-specific behaviour: torchvision's layout, position-embedding interpolation, the zero head, attention maps."""
+"""ViT-specific behaviour: torchvision's layout, position-embedding interpolation, zero head, attention maps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from imgcls.models import create_model, load_pretrained
-from imgcls.models.vit import EncoderBlock, ViTConfig, VisionTransformer, resize_pos_embed
+from imgcls.models.vit import EncoderBlock, VisionTransformer, ViTConfig, resize_pos_embed
 
 KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
 
@@ -36,7 +36,7 @@ def test_state_dict_layout_is_torchvision_vit_b_16() -> None:
 
 
 def test_attention_is_torchvisions_multihead_attention() -> None:
-    """Loaded under nn.MultiheadAttention's names, torchvision's attention module computes the same function."""
+    """Loaded under nn.MultiheadAttention's names, torchvision's attention module computes the same thing."""
     torch.manual_seed(0)
     block = EncoderBlock(dim=32, num_heads=4, mlp_dim=64).eval()
     own = {
@@ -77,7 +77,7 @@ def test_resize_pos_embed_to_the_same_grid_is_identity() -> None:
 
 
 def test_resize_pos_embed_keeps_grid_semantics() -> None:
-    """A 4 x 4 grid whose channel 0 grows down the rows and channel 1 along the columns keeps that at 8 x 8."""
+    """A 4 x 4 grid whose channel 0 grows down the rows and channel 1 along the columns keeps it at 8 x 8."""
     rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
     grid = torch.stack([rows, cols], dim=-1).reshape(1, 16, 2)  # row-major tokens, as PatchEmbed flattens
     cls = torch.tensor([[[7.0, -7.0]]])

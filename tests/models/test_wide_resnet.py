@@ -8,7 +8,7 @@ from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models import count_params, create_model, get_model_spec
-from imgcls.models.wide_resnet import BLOCK_TYPES, WideBlock, WideResNet, wide_resnet
+from imgcls.models.wide_resnet import WideBlock, WideResNet, WideResNetConfig, wide_resnet
 
 
 def _branch_convs(block: WideBlock) -> list[nn.Conv2d]:
@@ -36,7 +36,8 @@ def test_block_type_kernel_sizes_in_order(block_type: str, kernels: list[int]) -
         assert all(c.out_channels == convs[0].out_channels for c in convs)  # no bottleneck inside a block
     # The downsampling block strides its first 3x3 convolution (module docstring) and its shortcut.
     down = _branch_convs(blocks[1])
-    assert [c.stride for c in down] == [(2, 2) if i == kernels.index(3) else (1, 1) for i in range(len(kernels))]
+    first_3x3 = kernels.index(3)
+    assert [c.stride for c in down] == [(2, 2) if i == first_3x3 else (1, 1) for i in range(len(kernels))]
     assert blocks[1].shortcut is not None and blocks[1].shortcut.stride == (2, 2)
     x = torch.randn(2, 3, 16, 16)
     assert model.forward_features(x).shape == (2, 128, 4, 4)
@@ -60,11 +61,15 @@ def test_builder_matches_registered_wrn28_10() -> None:
     assert model.num_features == 640
 
 
-@pytest.mark.parametrize("depth,fix", [(27, "use depth 22 or 28"), (8, "use depth 10"), (29, "use depth 28 or 34")])
+@pytest.mark.parametrize(
+    "depth,fix", [(27, "use depth 22 or 28"), (8, "use depth 10"), (29, "use depth 28 or 34")]
+)
 def test_bad_depth_raises_config_error_naming_the_fix(depth: int, fix: str) -> None:
     with pytest.raises(ConfigError, match="6n \\+ 4") as err:
         wide_resnet(depth, 4)
     assert fix in str(err.value)
+    with pytest.raises(ConfigError, match=fix):  # the same check through the registry
+        create_model("wrn28_10", num_classes=10, depth=depth)
 
 
 def test_unknown_block_type_lists_the_choices() -> None:
@@ -90,7 +95,7 @@ def test_dropout_sits_between_convolutions_and_acts_only_in_training() -> None:
     assert not torch.allclose(a, b)  # random masks: BatchNorm alone is deterministic in training mode
     model.eval()
     torch.testing.assert_close(model(x), model(x))
-    no_drop = WideResNet(model.cfg.__class__(10, 1, "B(3,1,3)", 0.0)).train()
+    no_drop = WideResNet(WideResNetConfig(10, 1, "B(3,1,3)", dropout=0.0)).train()
     torch.testing.assert_close(no_drop(x), no_drop(x))
 
 
@@ -106,8 +111,10 @@ def test_identity_shortcut_only_when_shape_is_kept() -> None:
         k1 = wide_resnet(16, 1)
         k2 = wide_resnet(16, 2)
     # k = 1: the first group keeps 16 channels and the resolution -> identity; later groups project.
-    assert [b.shortcut is None for stage in k1.stages for b in stage] == [True, True, False, True, False, True]
-    assert [b.shortcut is None for stage in k2.stages for b in stage] == [False, True, False, True, False, True]
+    identity_k1 = [b.shortcut is None for stage in k1.stages for b in stage]
+    identity_k2 = [b.shortcut is None for stage in k2.stages for b in stage]
+    assert identity_k1 == [True, True, False, True, False, True]
+    assert identity_k2 == [False, True, False, True, False, True]
 
 
 def test_grayscale_28px_runs() -> None:

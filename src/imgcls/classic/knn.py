@@ -284,7 +284,8 @@ class _FloatSpace(_Space):
             raise DataError(f"cosine distance needs non-zero vectors; training row {row} is all zeros: use l2 or l1")
         z = torch.zeros(self.n_pad, d, dtype=torch.float32, device=x.device)
         for i in range(0, n, 4096):
-            z[i : i + 4096] = self._embed(x[i : i + 4096], None if self.norm64 is None else self.norm64[i : i + 4096])
+            j = min(n, i + 4096)
+            z[i:j] = self._embed(x[i:j], None if self.norm64 is None else self.norm64[i:j])
         zn = _chunked_norms(z).square()
         self.radius = float(zn[:n].max().sqrt()) if n else 0.0
         zn[n:] = math.inf

@@ -76,15 +76,13 @@ class AlexNetConfig:
 
 # The paper has no table of variants; the rows below are Sec. 3.5 / Fig. 2 (one tower and the two-GPU
 # split) and torchvision's layout (Krizhevsky 2014, Sec. 3 / torchvision.models.alexnet).
+# conv1..conv5 as (out_chs, kernel, stride, padding, groups):
 _PAPER_CONVS = ((96, 11, 4, 0, 1), (256, 5, 1, 2, 1), (384, 3, 1, 1, 1), (384, 3, 1, 1, 1), (256, 3, 1, 1, 1))
-_PAPER_2GPU_CONVS = (
-    (96, 11, 4, 0, 1),
-    (256, 5, 1, 2, 2),
-    (384, 3, 1, 1, 1),
-    (384, 3, 1, 1, 2),
-    (256, 3, 1, 1, 2),
-)
 _TV_CONVS = ((64, 11, 4, 2, 1), (192, 5, 1, 2, 1), (384, 3, 1, 1, 1), (256, 3, 1, 1, 1), (256, 3, 1, 1, 1))
+# Two GPUs: the same layers, conv2, conv4 and conv5 connected only to the maps on their own GPU.
+_PAPER_2GPU_CONVS = tuple(
+    (c, k, s, p, 2 if i in (1, 3, 4) else 1) for i, (c, k, s, p, _) in enumerate(_PAPER_CONVS)
+)
 
 # name: (config, input size, parameters at 1000 classes, source, top-1 %, GFLOPs)
 VARIANTS: dict[str, tuple[AlexNetConfig, int, int, str, float | None, float | None]] = {
@@ -101,7 +99,7 @@ VARIANTS: dict[str, tuple[AlexNetConfig, int, int, str, float | None, float | No
     ),
     "alexnet": (
         AlexNetConfig(_TV_CONVS, dropout_on_inputs=True, init="torchvision"),
-        224, 61_100_840, "torchvision 0.28 alexnet (num_params, acc@1, GFLOPS of AlexNet_Weights.IMAGENET1K_V1)",
+        224, 61_100_840, "torchvision 0.28 alexnet (num_params; acc@1, GFLOPS of its IMAGENET1K_V1 weights)",
         56.522, 0.71,
     ),
 }  # fmt: skip
@@ -162,7 +160,8 @@ class AlexNet(nn.Module):
     def init_weights(self) -> None:
         """The config's ``init``:
 
-        - ``alexnet``: N(0, 0.01^2) weights; bias 1 in conv2/4/5 and fc6/7, 0 elsewhere (Krizhevsky 2012, Sec. 5).
+        - ``alexnet``: N(0, 0.01^2) weights; bias 1 in conv2/4/5 and fc6/7, 0 elsewhere (Krizhevsky 2012,
+          Sec. 5).
         - ``zfnet``: N(0, 0.01^2) weights ("initialized to 10^-2"), biases 0 (Zeiler & Fergus 2013, Sec. 3).
         - ``torchvision``: PyTorch's default init, which torchvision's AlexNet keeps.
         """

@@ -5,7 +5,7 @@ Builds the paper's multi-stage hybrid (Table 3): S0, a two-layer 3x3 convolution
 S1-S4, each halving the resolution in its first block, made of MBConv blocks with squeeze-excitation or of
 Transformer blocks whose self-attention adds a learned 2-D relative position bias to the logits before the
 softmax (Eq. 3, "pre-normalization" relative attention); global average pooling and a classifier. The stage
-types are an argument: C-C-T-T (CoAtNet), and C-C-C-C, C-C-C-T, C-T-T-T as compared in Sec. 3.2 / Table 2.
+types are an argument: C-C-T-T (CoAtNet), and C-C-C-C, C-C-C-T, C-T-T-T as compared in Sec. 3.2 (Fig. 2).
 
 Headline numbers (Table 4, ImageNet-1K at 224 px): CoAtNet-0 81.6 % top-1 with 25 M parameters and 4.2 G
 FLOPs; CoAtNet-3 84.5 % with 168 M parameters. Our counts are in ``VARIANTS``: 25,036,820 for CoAtNet-0
@@ -17,13 +17,17 @@ the Transformer blocks, GELU everywhere, and down-sampling in the first block of
 ``x <- Proj(Pool(x)) + Attention(Pool(Norm(x)))`` (Eq. 5) or
 ``x <- Proj(Pool(x)) + Conv(DepthConv(Conv(Norm(x), stride=2)))`` (Eq. 6, the paper's default for MBConv).
 
-What it leaves open, and what we chose (the choices that make CoAtNet-0 exactly 25,036,820 parameters at
-224 px; any other combination of them misses that figure):
+What it leaves open, and what we chose. We searched the open choices (biases of stem, shortcut, qkv and
+projections; SE and hidden widths from input, hidden or output width; norms at the branch ends and before
+the head; a pre-logits layer) for the combination that makes CoAtNet-0 exactly 25,036,820 parameters at
+224 px. Two do; they differ only in a BatchNorm at the end of each MBConv branch instead of the LayerNorm
+before the head, and we take the one that keeps the pre-activation form (no norm at a branch end):
 - MBConv: the hidden width is 4x the block's *output* width, SE reduces it to 0.25x the output width (with
   biases), and the residual branch ends in a plain 1x1 convolution with bias (no norm: pre-activation).
-- Proj is a 1x1 convolution / linear layer with bias, used only where the width changes; Pool is a 2x2
-  stride-2 max-pool on both branches, with ``ceil_mode`` so that odd grids (7x7 at 28 px) give both
-  branches the same size as the stride-2 convolution (identical to the plain max-pool on even grids).
+- Proj is a 1x1 convolution / linear layer with bias, used only where the width changes (every first block
+  of CoAtNet-0/1; CoAtNet-2/3 keep the width into S1 and have none there). Pool is a 2x2 stride-2 max-pool
+  on both branches, with ``ceil_mode`` so that odd grids (7x7 at 28 px) give both branches the size the
+  stride-2 convolution gives (identical to the plain max-pool on even grids).
 - Attention: one fused qkv projection with bias, from the input width to the output width (heads = width /
   32); the relative bias is one scalar per head and offset, a (2H-1)(2W-1) table per head (Appendix A.1).
 - Stem: 3x3 stride-2 conv -> BatchNorm -> GELU -> 3x3 conv, without bias (the next block's norm follows).

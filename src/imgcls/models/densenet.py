@@ -19,11 +19,12 @@ pass computes torchvision's function (features -> ReLU -> global average pool ->
 
 Where we depart from the paper, or decide what it leaves open:
 - Small-input form (``small_input=True``, picked by ``create_model(..., image_size<=64)`` for the ImageNet
-  variants): the paper's ImageNet stem (7x7/2 conv, 3x3/2 max-pool) would leave 7x7 maps after the stem of a
-  28x28 image and 1x1 before the last block. We use a 3x3 stride-1 ``conv0`` and drop ``pool0``, keeping
-  ``norm0``/``relu0`` and every other layer (so all other weights keep their shapes and can be fine-tuned
-  from an ImageNet checkpoint with ``strict=False``). A 32x32 image then reaches the four blocks at 32, 16, 8
-  and 4 pixels. This is our adaptation; the paper's own small-image networks are the CIFAR variants below.
+  variants): after the paper's ImageNet stem (7x7/2 conv, 3x3/2 max-pool) a 28x28 image is 7x7, 1x1 after
+  the second transition, and the third transition's 2x2 pooling fails. We use a 3x3 stride-1 ``conv0`` and
+  drop ``pool0``, keeping ``norm0``/``relu0`` and every other layer (so all other weights keep their shapes
+  and can be fine-tuned from an ImageNet checkpoint with ``strict=False``). A 32x32 image then reaches the
+  four blocks at 32, 16, 8 and 4 pixels. This is our adaptation; the paper's own small-image networks are
+  the CIFAR variants below.
 - CIFAR variants (Table 2): the paper's form: one 3x3 convolution with 16 channels (2k for DenseNet-BC) and
   no BN-ReLU before the first block (the first dense layer's BN-ReLU follows it), three dense blocks of
   ``(L - 4) / 3`` plain layers (BN-ReLU-conv3x3) or ``(L - 4) / 6`` bottleneck layers (DenseNet-BC), and

@@ -18,12 +18,15 @@ B3 1.2/1.4/300, B4 1.4/1.8/380, B5 1.6/2.2/456, B6 1.8/2.6/528, B7 2.0/3.1/600):
 - :func:`compound_scaling` then rounds beta**phi and alpha**phi half-up to one decimal and 224 * gamma**phi
   to the nearest pixel. This reproduces all eight published resolutions and all eight widths, and the depths
   of B0-B2.
-- The rule and the published table disagree on depth from B3 on: alpha**phi gives 1.5, 2.0, 2.5, 3.1, 3.6
-  for B3-B7, the published depths are 1.4, 1.8, 2.2, 2.6, 3.1. No choice of one phi per variant fixes
-  this: the published depths need phi of about 1.8, 3.2, 4.3, 5.2, 6.2 while width and resolution need
-  2.1, 3.8, 5.1, 6.1, 7.1 (the published B3-B7 are shallower than the rule). Integer phi (phi = 1 for B1, ...)
-  matches even less (B1: 1.1/1.2/258 against 1.0/1.1/240). We keep the published depths, stored as
-  ``depth_mult`` in those five rows, because the published checkpoints and the Table 2 figures are for them;
+- The rule and the published table disagree on depth from B3 on: round(alpha**phi, 1) gives 1.5, 2.0, 2.5,
+  3.1, 3.6 for B3-B7 where the published depths are 1.4, 1.8, 2.2, 2.6, 3.1. For B4-B7 no single phi gives
+  both: rounded to one decimal, the published depths need phi in [3.07, 3.37), [4.20, 4.45), [5.13, 5.35),
+  [6.12, 6.29), while the published resolutions, even to within 5 px, need [3.69, 3.88], [5.01, 5.16],
+  [6.07, 6.20], [6.99, 7.11]: the published B4-B7 are shallower than compound scaling makes them. (B3 alone
+  could match with phi = 2 and resolutions rounded up to a multiple of 4, a rounding that misses B5-B7.)
+  Integer phi (1 for B1, ...) matches even less (B1: 1.1/1.2/258 against 1.0/1.1/240). We keep the
+  published depths, stored as ``depth_mult`` in those five rows, because the published checkpoints and the
+  Table 2 figures are for them;
   ``tests/models/test_efficientnet.py`` checks exactly which values the rule reproduces.
 
 Departures from the paper, and why:

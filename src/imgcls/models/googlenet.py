@@ -3,9 +3,10 @@
 
 Builds the 22-layer network of the paper's Table 1: a stem, nine Inception modules (parallel 1x1, 1x1 -> 3x3,
 1x1 -> 5x5 and 3x3-max-pool -> 1x1 branches, the 1x1 "reduce" convolutions cutting the cost of the larger
-ones) and a global-average-pool classifier, with the two auxiliary classifiers of Sec. 6 on 4a and 4d.
-Headline numbers: about 6.8 million parameters in Table 1's column and 1.5 G multiply-adds (Sec. 5); 10.07%
-top-5 validation error for one network on one crop, 6.67% for the seven-network, 144-crop entry (Sec. 7).
+ones) and a global-average-pool classifier, with the two auxiliary classifiers of Sec. 5 on 4a and 4d.
+Headline numbers: 12x fewer parameters than AlexNet within a budget of 1.5 billion multiply-adds (Sec. 1);
+10.07% top-5 validation error for one network on one crop, 6.67% top-5 test error for the seven-network,
+144-crop entry (Sec. 7).
 
 Two forms:
 - ``googlenet``: torchvision's layout, so its ImageNet checkpoint (ported from TensorFlow) loads. Every
@@ -18,7 +19,7 @@ Two forms:
   local response normalisation after the first max-pool and after conv3 (Fig. 3), a 3x3 / 2 max-pool after
   4e (Table 1), dropout 0.4 before the classifier; 6,998,552 parameters without the auxiliary heads.
 
-Auxiliary classifiers (Sec. 6): 5x5 / 3 average pool -> 1x1 conv 128 -> fc 1024 -> dropout 0.7 -> fc classes,
+Auxiliary classifiers (Sec. 5): 5x5 / 3 average pool -> 1x1 conv 128 -> fc 1024 -> dropout 0.7 -> fc classes,
 their losses added with weight 0.3. In training mode the model returns ``AuxOutputs(logits, aux=(aux1,
 aux2), aux_weight=0.3)``; in eval mode plain logits. ``aux_logits=False`` removes the heads.
 
@@ -30,7 +31,8 @@ Departures from the paper, and why:
   BVLC Caffe reference model of GoogLeNet: LRN n=5, alpha=1e-4 / 5 on the plain sum (Caffe divides by n),
   beta 0.75, k=1; "xavier" (uniform +-sqrt(3 / fan_in)) weights, biases 0.2 in convolutions and hidden
   fully connected layers, 0 in the classifiers. The final 7x7 average pool is a global average pool (the
-  same at 224x224).
+  same at 224x224), and the stride-2 max-pools use ceil mode instead of "same" padding, as torchvision
+  does (identical output sizes: 112 -> 56 -> 28 -> 14 -> 7).
 - Small-image form (``small_input=True``, picked by ``create_model(..., image_size=28 or 32)``), an adaptation
   of ours: conv1 becomes 3x3 / stride 1 and the max-pool after it is dropped, so a 32x32 image reaches the
   Inception 3 modules at 16x16, 4 at 8x8 and 5 at 4x4 (28x28: 14, 7, and 4, or 3 after the paper's 3x3
@@ -85,7 +87,7 @@ VARIANTS: dict[str, tuple[GoogLeNetConfig, int, int, str, float | None, float | 
         GoogLeNetConfig(batch_norm=True, branch3_kernel=3, lrn=False, pool4_kernel=2, aux_pool="adaptive",
                         drop_rate=0.2, init="torchvision"),
         6_624_904, 13_004_888,
-        "torchvision 0.28 googlenet (num_params without aux, acc@1, GFLOPS of GoogLeNet_Weights.IMAGENET1K_V1)",
+        "torchvision 0.28 googlenet (num_params without aux; acc@1, GFLOPS of its IMAGENET1K_V1 weights)",
         69.778, 1.50,
     ),
     "googlenet_paper": (
@@ -99,7 +101,7 @@ VARIANTS: dict[str, tuple[GoogLeNetConfig, int, int, str, float | None, float | 
 
 
 class BasicConv2d(nn.Module):
-    """conv -> (BN) -> ReLU with torchvision's attribute names ``conv`` / ``bn``; without BN the conv has a bias.
+    """conv -> (BN) -> ReLU with torchvision's attribute names ``conv`` / ``bn``; without BN, a conv bias.
 
     Checkpoint keys need these names; :class:`imgcls.models.layers.ConvNormAct` names its children 0 / 1 / 2.
     """
@@ -159,7 +161,7 @@ class Inception(nn.Module):
 
 
 class InceptionAux(nn.Module):
-    """Sec. 6 auxiliary classifier: avg pool to 4x4 -> 1x1 conv 128 -> fc 1024 -> ReLU -> dropout -> fc."""
+    """Sec. 5 auxiliary classifier: avg pool to 4x4 -> 1x1 conv 128 -> fc 1024 -> ReLU -> dropout -> fc."""
 
     def __init__(
         self,
@@ -312,7 +314,7 @@ class GoogLeNet(nn.Module):
         x, aux = self._trunk(x, with_aux)
         logits = self.forward_head(x)
         if with_aux:
-            return AuxOutputs(logits, aux=tuple(aux), aux_weight=0.3)  # Sec. 6: auxiliary losses weighted 0.3
+            return AuxOutputs(logits, aux=tuple(aux), aux_weight=0.3)  # Sec. 5: auxiliary losses weighted 0.3
         return logits
 
 

@@ -3,27 +3,27 @@ Proc. IEEE 86(11) (no arXiv id; the paper predates arXiv's cs section).
 
 Builds the convolutional network of the paper's Fig. 2 as printed (``lenet5``) and its common modern reading
 (``lenet5_modern``). Headline numbers: 60,000 trainable parameters (Sec. II-B); 0.95% test error on MNIST
-without distortions, 0.8% with them (Sec. III-C, Fig. 14).
+without distortions, 0.8% with them (Sec. III-C).
 
 ``lenet5`` follows the paper layer by layer on a 32x32 input: C1 (6 maps, 5x5), S2 (each unit sums a 2x2
-block, multiplies it by one trainable coefficient per map, adds one trainable bias per map), C3 (16 maps, 5x5,
-each seeing only the S2 maps of Table I: 60 connections, 1,516 parameters), S4 (as S2), C5 (120 maps, 5x5, so
-1x1 on a 32x32 input), F6 (84 units). Every layer up to F6 is followed by the squashing function of Appendix A,
-``f(a) = A tanh(S a)`` with A = 1.7159, S = 2/3. The output layer is the Euclidean RBF layer of Eq. (7),
-``y_i = sum_j (x_j - w_ij)^2``, with fixed (not trained) +-1 target codes of 84 = 7x12 bits. Weights are drawn
-uniformly from [-2.4/F, 2.4/F], F the unit's fan-in (Appendix C).
+block, multiplies it by one trainable coefficient per map, adds one trainable bias per map), C3 (16 maps,
+5x5, each seeing only the S2 maps of Table I: 60 connections, 1,516 parameters), S4 (as S2), C5 (120 maps,
+5x5, so 1x1 on a 32x32 input), F6 (84 units). Every layer up to F6 is followed by the squashing function of
+Appendix A, ``f(a) = A tanh(S a)`` with A = 1.7159, S = 2/3. The output layer is the Euclidean RBF layer of
+Eq. (7), ``y_i = sum_j (x_j - w_ij)^2``, with fixed (not trained) +-1 target codes of 84 = 7x12 bits. Weights
+are drawn uniformly from [-2.4/F, 2.4/F], F the unit's fan-in (Appendix A).
 
 Departures from the paper, and why:
-- Output sign: the model returns ``-y`` (the negative squared distances), so ``softmax`` / cross-entropy can be
-  used on it directly. The paper trains with the MAP criterion of Eq. (9),
+- Output sign: the model returns ``-y`` (the negative squared distances), so ``softmax`` / cross-entropy can
+  be used on it directly. The paper trains with the MAP criterion of Eq. (9),
   ``E = y_D + log(exp(-j) + sum_i exp(-y_i))``; cross-entropy on ``-y`` is exactly Eq. (9) with the
   "rubbish class" constant ``j`` taken to infinity. Plain MSE on ``y_D`` (the paper's Eq. 8) can be had as
   ``-logits[target]``.
 - RBF codes: the paper's codes are 7x12 bitmaps of stylised ASCII characters (Fig. 3), which cannot be
-  reproduced exactly. We use fixed deterministic +-1 codes instead: the rows of the 84x84 Paley Hadamard matrix
-  (q = 83), so any two codes differ in exactly 42 of the 84 bits; classes 84-167 take the negated rows, any
-  further classes seeded random +-1 codes. The codes are a buffer, not parameters, as in the paper (where
-  they were "fixed by hand").
+  reproduced exactly. We use fixed deterministic +-1 codes instead: the rows of the 84x84 Paley Hadamard
+  matrix (q = 83), so any two codes differ in exactly 42 of the 84 bits; classes 84-167 take the negated
+  rows, any further classes seeded random +-1 codes. The codes are a buffer, not parameters: the paper
+  also chose its codes by hand and kept them fixed.
 - Input size: the paper's input is a 32x32 field with the 20x20 MNIST digit centred in it. Inputs smaller
   than 32x32 (e.g. 28x28 MNIST / Fashion-MNIST) are padded to 32x32 by replicating the border pixels, which
   for images whose border is background extends the background whatever the input normalisation (the paper
@@ -95,7 +95,7 @@ VARIANTS: dict[str, tuple[LeNetConfig, int, float | None, str]] = {
         LeNetConfig(squash=False, trainable_subsampling=False, c3_table=False, rbf_output=False),
         61_706,
         None,
-        "modern reading of LeCun et al. 1998 Fig. 2 (ReLU, max-pool, full C3, linear output)",
+        "counted from the layer sizes of the modern reading of LeCun et al. 1998, Fig. 2",
     ),
 }
 
@@ -113,8 +113,8 @@ class ScaledTanh(nn.Module):
 
 
 class TrainableSubsample(nn.Module):
-    """S2 / S4 of Sec. II-B: the four inputs of a 2x2 block are added, multiplied by a trainable coefficient and
-    added to a trainable bias, one coefficient and one bias per feature map (2 parameters per map)."""
+    """S2 / S4 of Sec. II-B: the four inputs of a 2x2 block are added, multiplied by a trainable coefficient
+    and added to a trainable bias, one coefficient and one bias per feature map (2 parameters per map)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -190,7 +190,7 @@ def rbf_codes(num_classes: int, bits: int = 84) -> torch.Tensor:
 
 
 class RBFOutput(nn.Module):
-    """Euclidean RBF units (Eq. 7) with fixed codes; returns ``-y_i = -sum_j (x_j - w_ij)^2`` (B, num_classes)."""
+    """Euclidean RBF units (Eq. 7) with fixed codes: returns ``-y_i = -sum_j (x_j - w_ij)^2`` (B, K)."""
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
@@ -216,10 +216,14 @@ class LeNet5(nn.Module):
             return TrainableSubsample(c) if cfg.trainable_subsampling else nn.MaxPool2d(2)
 
         conv3: nn.Module = ConnectionTableConv2d(c1, C3_TABLE, 5) if cfg.c3_table else nn.Conv2d(c1, c3, 5)
+
+        def pool_act() -> nn.Module:  # the paper squashes the subsampling output too (Sec. II-B)
+            return act() if cfg.trainable_subsampling else nn.Identity()
+
         # 32 -> C1 28 -> S2 14 -> C3 10 -> S4 5 -> C5 1
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, c1, 5), act(), pool(c1), act() if cfg.trainable_subsampling else nn.Identity(),
-            conv3, act(), pool(c3), act() if cfg.trainable_subsampling else nn.Identity(),
+            nn.Conv2d(in_chans, c1, 5), act(), pool(c1), pool_act(),
+            conv3, act(), pool(c3), pool_act(),
             nn.Conv2d(c3, c5, 5), act(),
         )  # fmt: skip
         self.f6 = nn.Sequential(nn.Linear(c5, f6), act())
@@ -236,7 +240,7 @@ class LeNet5(nn.Module):
         return nn.Linear(self.num_features, num_classes)
 
     def init_weights(self) -> None:
-        """Paper: uniform in [-2.4/F, 2.4/F], F the fan-in (Appendix C), biases 0. Modern: PyTorch defaults."""
+        """Paper: uniform in [-2.4/F, 2.4/F], F the fan-in (Appendix A), biases 0. Modern: PyTorch's."""
         if not self.cfg.squash:
             return  # lenet5_modern keeps PyTorch's default (Kaiming-uniform, a=sqrt(5)) initialisation
         for m in self.modules():

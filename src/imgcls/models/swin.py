@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imgcls.errors import ConfigError
 from imgcls.models.layers import Attention, DropPath, Mlp, PatchEmbed, drop_path_rates
 from imgcls.models.layers.checkpoint_names import use_checkpoint_names
 from imgcls.models.registry import ModelSpec, register_model
@@ -96,7 +97,7 @@ class SwinConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     attention_dropout: float = 0.0
-    drop_path_rate: float = 0.2
+    drop_path_rate: float = 0.0
 
 
 class _Variant(NamedTuple):
@@ -315,9 +316,9 @@ class SwinTransformer(nn.Module):
     def __init__(self, cfg: SwinConfig, *, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
         if len(cfg.depths) != len(cfg.num_heads):
-            raise ValueError(f"depths {cfg.depths} and num_heads {cfg.num_heads} differ in length")
+            raise ConfigError(f"depths {cfg.depths} and num_heads {cfg.num_heads} differ in length")
         self.cfg = cfg
-        # Patch embedding with LayerNorm, channels-last out, saved as torchvision's features.0 (0 conv, 2 norm).
+        # Patch embedding with LayerNorm, channels-last out, saved as torchvision's features.0 (0 conv, 2 LN).
         stem = PatchEmbed(
             cfg.patch_size,
             in_chans,

@@ -17,14 +17,16 @@ Departures from the paper, and why:
   and dropout placed after each hidden ReLU as torchvision has it.
 - ``vgg*_bn``: batch normalisation (Ioffe & Szegedy 2015, later than the paper) after every convolution, as
   torchvision's ``vgg*_bn``; it adds 2 parameters per conv channel (5,504 / 5,888 / 8,448 / 11,008).
-- Initialisation: torchvision's (Kaiming-normal fan-out convolutions, N(0, 0.01^2) linear layers, zero biases),
-  not the paper's (N(0, 0.01^2) for A, then deeper nets initialised from A's trained layers, Sec. 3.1).
+- Initialisation: torchvision's (Kaiming-normal fan-out convolutions, N(0, 0.01^2) linear layers, zero
+  biases), not the paper's (N(0, 0.01^2) for A, then deeper nets initialised from A's trained layers,
+  Sec. 3.1).
 - Configurations A-LRN and C of Table 1 are not registered: the paper found LRN useless (Sec. 4.1) and C is
   superseded by D.
 - Small-image form (``small_input=True``, picked by ``create_model(..., image_size=28 or 32)``), the usual
-  CIFAR VGG rather than anything in the paper: the last max-pool is dropped (five halvings would take 28x28 to
-  0x0), the 7x7 adaptive pool becomes a global average pool, and the classifier shrinks to 512 -> 512 -> 512 ->
-  classes (same three-linear / dropout layout). The reference parameter counts are for the ImageNet form.
+  CIFAR VGG rather than anything in the paper: the last max-pool is dropped (five halvings would take 28x28
+  to 0x0), the 7x7 adaptive pool becomes a global average pool, and the classifier shrinks to 512 -> 512 ->
+  512 -> classes (same three-linear / dropout layout). The reference parameter counts are for the ImageNet
+  form.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ _SMALL_HIDDEN = 512  # classifier width of the small-image form
 
 
 class VGG(nn.Module):
-    """VGG in torchvision's layout: ``features`` (flat Sequential), ``avgpool``, ``classifier`` (Sequential)."""
+    """VGG in torchvision's layout: ``features`` (one flat Sequential), ``avgpool``, ``classifier``."""
 
     def __init__(
         self, cfg: VGGConfig, *, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False
@@ -84,7 +86,7 @@ class VGG(nn.Module):
         self.cfg = cfg
         layers: list[nn.Module] = []
         cin = in_chans
-        for stage, (depth, width) in enumerate(zip(cfg.depths, cfg.widths)):
+        for stage, (depth, width) in enumerate(zip(cfg.depths, cfg.widths, strict=True)):
             for _ in range(depth):
                 layers.append(nn.Conv2d(cin, width, 3, padding=1))
                 if cfg.batch_norm:
@@ -109,7 +111,8 @@ class VGG(nn.Module):
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def init_weights(self) -> None:
-        """torchvision's VGG init: Kaiming-normal (fan-out, ReLU) convs, BN (1, 0), linears N(0, 0.01^2), biases 0."""
+        """torchvision's VGG init: Kaiming-normal (fan-out, ReLU) convs, BN (1, 0), linears N(0, 0.01^2),
+        all biases 0."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -153,7 +156,8 @@ for _base, (_column, _depths) in _TABLE_1.items():
                 builder=_build,
                 kwargs={"cfg": VGGConfig(depths=_depths, batch_norm=_bn)},
                 num_params=_params,
-                source=f"Simonyan & Zisserman 2014, Table 1 config {_column}; count, acc@1, GFLOPS: torchvision 0.28 {_name}",
+                source=f"Simonyan & Zisserman 2014, Table 1 config {_column}; "
+                f"count, acc@1, GFLOPS: torchvision 0.28 {_name}",
                 input_size=(3, 224, 224),
                 test_input_size=(3, 32, 32),
                 test_kwargs={"small_input": True},

@@ -4,23 +4,24 @@ Paper: "An Image is Worth 16x16 Words: Transformers for Image Recognition at Sca
 Lucas Beyer, Alexander Kolesnikov, Dirk Weissenborn, Xiaohua Zhai, Thomas Unterthiner, Mostafa Dehghani,
 Matthias Minderer, Georg Heigold, Sylvain Gelly, Jakob Uszkoreit, Neil Houlsby, 2020, arXiv:2010.11929.
 
-Built: the image is cut into P x P patches, each linearly projected to D dimensions (Eq. 1), a learnable class
-token is prepended and learnable 1-D position embeddings are added, then L pre-norm Transformer encoder blocks
-(LN -> multi-head self-attention -> residual, LN -> MLP with GELU -> residual; Eq. 2-3), a final LayerNorm and a
-linear head on the class token (Eq. 4).
+Built: the image is cut into P x P patches, each linearly projected to D dimensions (Eq. 1), a learnable
+class token is prepended and learnable 1-D position embeddings are added, then L pre-norm Transformer encoder
+blocks (LN -> multi-head self-attention -> residual, LN -> MLP with GELU -> residual; Eq. 2-3), a final
+LayerNorm and a linear head on the class token (Eq. 4).
 
-Headline numbers: pre-trained on JFT-300M, ViT-H/14 reaches 88.55% and ViT-L/16 87.76% ImageNet top-1 (Table 2);
-trained on ImageNet-1k alone ViT trails ResNets of its size (Section 4.3, Figure 3). torchvision's ImageNet-1k
-weights (DeiT's recipe) reach 81.07% with ViT-B/16.
+Headline numbers: pre-trained on JFT-300M, ViT-H/14 reaches 88.55% and ViT-L/16 87.76% ImageNet top-1
+(Table 2); trained on ImageNet-1k alone ViT trails ResNets of its size (Section 4.3, Figure 3). torchvision's
+ImageNet-1k weights (DeiT's recipe) reach 81.07% with ViT-B/16.
 
 Layout: ``state_dict()`` keys and shapes are torchvision's ``VisionTransformer`` (``class_token``,
-``conv_proj``, ``encoder.pos_embedding``, ``encoder.layers.encoder_layer_N.{ln_1, self_attention, ln_2, mlp}``,
-``encoder.ln``, ``heads.head``), so its checkpoints load with ``imgcls.load_pretrained``. The patch projection
-is the shared :class:`~imgcls.models.layers.PatchEmbed` and the attention the shared
+``conv_proj``, ``encoder.pos_embedding``, ``encoder.layers.encoder_layer_N.{ln_1, self_attention, ln_2,
+mlp}``, ``encoder.ln``, ``heads.head``), so its checkpoints load with ``imgcls.load_pretrained``. The patch
+projection is the shared :class:`~imgcls.models.layers.PatchEmbed` and the attention the shared
 :class:`~imgcls.models.layers.Attention` (fused ``qkv`` whose rows are ordered q, k, v and head by head, as in
-``nn.MultiheadAttention``'s ``in_proj_weight``); :func:`~imgcls.models.layers.checkpoint_names.use_checkpoint_names`
-saves and loads them under torchvision's names (``conv_proj``, ``in_proj_weight``, ``in_proj_bias``,
-``out_proj``). ``named_parameters()`` keeps the shared blocks' names.
+``nn.MultiheadAttention``'s ``in_proj_weight``);
+:func:`~imgcls.models.layers.checkpoint_names.use_checkpoint_names` saves and loads them under torchvision's
+names (``conv_proj``, ``in_proj_weight``, ``in_proj_bias``, ``out_proj``). ``named_parameters()`` keeps the
+shared blocks' names.
 
 Resolution: ``img_size`` fixes the grid of the learned position embeddings. As in the paper (Section 3.2),
 another resolution interpolates them on the 2-D patch grid (bicubic; the class token's embedding untouched):
@@ -38,14 +39,15 @@ Departures from the paper, and why:
 - Head: the paper pre-trains with an MLP head (one tanh hidden layer) and fine-tunes with a single linear
   layer; we always use the single linear layer, as torchvision's default and DeiT do.
 - Position-embedding interpolation is bicubic with ``align_corners=False`` (patch centres keep their place in
-  the image); the paper only says "2D interpolation" (its code zooms bilinearly), torchvision uses bicubic with
-  ``align_corners=True``. Only matters when the resolution changes.
+  the image); the paper only says "2D interpolation" (its code zooms bilinearly), torchvision uses bicubic
+  with ``align_corners=True``. Only matters when the resolution changes.
 - Small-input form (not in the paper, which only fine-tunes at 224-512 px): patch size 4 at 32 px, a grid of
   8 x 8 = 64 patches (7 x 7 at 28 px, interpolating the embedding, or build with ``img_size=28``).
   ``vit_tiny_patch4_32`` / ``vit_small_patch4_32`` are Ti / S in that form for training from scratch on
   CIFAR / Fashion-MNIST; ``create_model(<any vit>, image_size<=64)`` switches a 224 px variant to it.
-- Stochastic depth (``drop_path_rate``, from DeiT) is available, with the shared linear rule; the default 0.0 is
-  the paper's model. Dropout defaults to 0.0 as in torchvision (the paper's Table 3 lists what it trained with).
+- Stochastic depth (``drop_path_rate``, from DeiT) is available, with the shared linear rule; the default 0.0
+  is the paper's model. Dropout defaults to 0.0 as in torchvision (the paper's Table 3 lists what it trained
+  with).
 - Weight initialisation follows the paper's reference JAX code (google-research/vision_transformer), which
   differs in details from torchvision's; it does not affect loading.
 """
@@ -128,10 +130,10 @@ class _Variant(NamedTuple):
     patch_size: int
     img_size: int
     num_params: int  # at num_classes, 3 input channels, img_size
-    num_classes: int
     source: str
     gflops: float | None = None
     top1: float | None = None
+    num_classes: int = 1000
 
 
 # Parameter count of this layout (c channels, P patch, N = HW / P^2 patches, D width, L depth, M MLP width,
@@ -139,28 +141,23 @@ class _Variant(NamedTuple):
 #   c P^2 D + D (patch projection) + D (class token) + (N + 1) D (positions)
 #   + L (4 D^2 + 2 D M + 9 D + M) (per block: 2 LayerNorms, qkv, output projection, MLP)
 #   + 2 D (final LayerNorm) + D K + K (head)
+_CLOSED = "closed form above (no published figure)"
 _TV = "torchvision {} (parameters, GFLOPs and acc@1 of its IMAGENET1K_V1 weights)"
-# fmt: off
+_DEIT = "timm deit_{}_patch16_224 (parameters); top-1: DeiT paper"
 VARIANTS: dict[str, _Variant] = {
-    "vit_tiny_patch16_224": _Variant(
-        "tiny", 16, 224, 5_717_416, 1000, "timm deit_tiny_patch16_224; top-1: DeiT paper (DeiT-Ti)", top1=72.2
-    ),
-    "vit_tiny_patch32_224": _Variant("tiny", 32, 224, 6_131_560, 1000, "closed form above (no published figure)"),
-    "vit_small_patch16_224": _Variant(
-        "small", 16, 224, 22_050_664, 1000, "timm deit_small_patch16_224; top-1: DeiT paper (DeiT-S)", top1=79.8
-    ),
-    "vit_small_patch32_224": _Variant(
-        "small", 32, 224, 22_878_952, 1000, "closed form above; timm vit_small_patch32_224 (22.88M)"
-    ),
-    "vit_base_patch16_224": _Variant("base", 16, 224, 86_567_656, 1000, _TV.format("vit_b_16"), 17.56, 81.072),
-    "vit_base_patch32_224": _Variant("base", 32, 224, 88_224_232, 1000, _TV.format("vit_b_32"), 4.41, 75.912),
-    "vit_large_patch16_224": _Variant("large", 16, 224, 304_326_632, 1000, _TV.format("vit_l_16"), 61.55, 79.662),
-    "vit_large_patch32_224": _Variant("large", 32, 224, 306_535_400, 1000, _TV.format("vit_l_32"), 15.38, 76.972),
+    # name: _Variant(size, patch, img_size, parameters, source, GFLOPs, top-1[, classes counted at])
+    "vit_tiny_patch16_224": _Variant("tiny", 16, 224, 5_717_416, _DEIT.format("tiny"), None, 72.2),
+    "vit_tiny_patch32_224": _Variant("tiny", 32, 224, 6_131_560, _CLOSED),
+    "vit_small_patch16_224": _Variant("small", 16, 224, 22_050_664, _DEIT.format("small"), None, 79.8),
+    "vit_small_patch32_224": _Variant("small", 32, 224, 22_878_952, _CLOSED + "; timm: 22.88M"),
+    "vit_base_patch16_224": _Variant("base", 16, 224, 86_567_656, _TV.format("vit_b_16"), 17.56, 81.072),
+    "vit_base_patch32_224": _Variant("base", 32, 224, 88_224_232, _TV.format("vit_b_32"), 4.41, 75.912),
+    "vit_large_patch16_224": _Variant("large", 16, 224, 304_326_632, _TV.format("vit_l_16"), 61.55, 79.662),
+    "vit_large_patch32_224": _Variant("large", 32, 224, 306_535_400, _TV.format("vit_l_32"), 15.38, 76.972),
     # Small-input variants for training from scratch on 28 / 32 px images (our adaptation, no paper row).
-    "vit_tiny_patch4_32": _Variant("tiny", 4, 32, 5_362_762, 10, "closed form above (no published figure)"),
-    "vit_small_patch4_32": _Variant("small", 4, 32, 21_342_346, 10, "closed form above (no published figure)"),
+    "vit_tiny_patch4_32": _Variant("tiny", 4, 32, 5_362_762, _CLOSED, num_classes=10),
+    "vit_small_patch4_32": _Variant("small", 4, 32, 21_342_346, _CLOSED, num_classes=10),
 }
-# fmt: on
 
 # How a 224 px variant adapts to 28 / 32 px images: 4 px patches, embeddings laid out for 32 px.
 SMALL_INPUT_KWARGS: dict[str, Any] = {"patch_size": 4, "img_size": 32}
@@ -306,15 +303,15 @@ class VisionTransformer(nn.Module):
         """Initialise as the paper's reference JAX code (google-research/vision_transformer) does."""
         proj = self.patch_embed.proj
         std = math.sqrt(1.0 / (proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]))
-        # LeCun normal (flax's default kernel init, which the reference patch-embedding Conv keeps), cut at 2 std.
+        # LeCun normal (flax's default kernel init, kept by the reference patch-embedding Conv), cut at 2 std.
         nn.init.trunc_normal_(proj.weight, std=std, a=-2 * std, b=2 * std)
         nn.init.zeros_(proj.bias)
         nn.init.zeros_(self.class_token)  # reference code: class token starts at zero
         nn.init.normal_(self.encoder.pos_embedding, std=0.02)  # reference code: normal(0.02), "from BERT"
         for block in self.encoder.layers:
             attn = block.self_attention
-            # Reference code: query, key, value and output are separate D x D dense layers, each xavier_uniform
-            # with zero bias; our fused qkv weight holds the three stacked, so each third is initialised alone.
+            # Reference code: query, key, value and output are separate D x D dense layers, each
+            # xavier_uniform with zero bias; our fused qkv weight stacks three, so each third is set alone.
             for w in attn.qkv.weight.chunk(3, dim=0):
                 nn.init.xavier_uniform_(w)
             nn.init.zeros_(attn.qkv.bias)
@@ -351,7 +348,7 @@ class VisionTransformer(nn.Module):
         self.cfg = replace(self.cfg, img_size=(h, w))
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head by a zero-initialised one for ``num_classes`` (0: no head), as the paper fine-tunes."""
+        """Replace the head by a zero-initialised one for ``num_classes`` (0: none), as the paper fine-tunes."""
         self.heads.head = self._new_head(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

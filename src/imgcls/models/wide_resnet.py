@@ -14,9 +14,9 @@ dropout between the convolutions of a block (section 2.4). Headline: WRN-28-10 (
 tables.
 
 Where the paper leaves a choice open, and where we depart from it:
-- Depth rule. The paper names a network by ``d = 6n + 4`` (n blocks per group; the stem conv, two 3x3 convs
-  per B(3,3) block, and three more layers in the authors' count) and keeps ``n = (d - 4) / 6`` for every block
-  type, as the authors' code does (it asserts ``depth % 6 == 4`` and only the list of kernels changes). So a
+- Depth rule. The paper names a B(3,3) network by its depth ``d = 6n + 4`` (n blocks of two 3x3 convolutions
+  per group) and, as far as its parameter counts show, keeps ``n = (d - 4) / 6`` for every block type (the
+  authors' code asserts ``(depth - 4) % 6 == 0``; a block type only changes the list of kernels). So a
   "depth" of a three-convolution block type is its name, not its number of layers: B(1,3,1) at d = 40 has 6
   blocks of 3 convolutions per group. This is the reading that reproduces the block-type table's parameter
   counts (B(1,3,1) / B(3,1,1) at 40: 1.43M / 1.34M, B(3,1,3) at 22: 1.15M, printed as 1.4M / 1.3M / 1.1M);

@@ -10,8 +10,9 @@ that owns both names:
 - ``load_state_dict()`` renames checkpoint keys back before loading (the module's own names load as well).
 
 So ``state_dict()`` equals the published layout key for key, and its files load with ``strict=True``.
-``named_parameters()`` keeps the module's own names. The hooks are module-level functions bound with
-:func:`functools.partial`, so models stay picklable and deep-copyable.
+``named_parameters()`` keeps the module's own names, and so do the missing-key lists of
+``load_state_dict(strict=False)``. The hooks are module-level functions bound with :func:`functools.partial`,
+so models stay picklable and deep-copyable.
 """
 
 from __future__ import annotations
