@@ -21,7 +21,9 @@ TV_KEYS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / 
 def _tv_layout(model_name: str) -> list[tuple[str, list[int]]]:
     path = TV_KEYS / f"{model_name}.txt"
     if not path.is_file():
-        pytest.skip(f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)")
+        pytest.skip(
+            f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)"
+        )
     rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
     return [(k, json.loads(s)) for k, s in rows]
 
@@ -120,7 +122,12 @@ def test_v2_blocks_follow_table_2() -> None:
 
 @pytest.mark.parametrize(
     "name,stem,last",
-    [("mobilenet_v2_0_35", 16, 1280), ("mobilenet_v2_0_5", 16, 1280), ("mobilenet_v2", 32, 1280), ("mobilenet_v2_1_4", 48, 1792)],
+    [
+        ("mobilenet_v2_0_35", 16, 1280),
+        ("mobilenet_v2_0_5", 16, 1280),
+        ("mobilenet_v2", 32, 1280),
+        ("mobilenet_v2_1_4", 48, 1792),
+    ],
 )
 def test_v2_width_multiplier_rounds_to_multiples_of_8(name: str, stem: int, last: int) -> None:
     """make_divisible rounding; the last conv is not thinned below width 1 but is widened above (Sec. 6.1)."""

@@ -68,3 +68,13 @@ def test_legacy_names_are_mapped() -> None:
     }
     out = remap_legacy_keys({k: torch.zeros(1) for k in keys})
     assert sorted(out) == sorted(keys.values())
+
+
+def test_vit_checkpoint_at_another_resolution_loads_through_the_models_hook() -> None:
+    torch.manual_seed(0)
+    small = create_model("vit_tiny_patch4_32", num_classes=10, in_chans=1, img_size=16)  # 4x4 patch grid
+    big = create_model("vit_tiny_patch4_32", num_classes=10, in_chans=1, img_size=32)  # 8x8 patch grid
+    load_pretrained(big, small.state_dict())
+    pos = big.state_dict()["encoder.pos_embedding"]
+    assert pos.shape[1] == 1 + 64
+    torch.testing.assert_close(pos[:, 0], small.state_dict()["encoder.pos_embedding"][:, 0])  # class token kept

@@ -22,7 +22,9 @@ TV_KEYS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / 
 def _tv_layout(model_name: str) -> list[tuple[str, list[int]]]:
     path = TV_KEYS / f"{model_name}.txt"
     if not path.is_file():
-        pytest.skip(f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)")
+        pytest.skip(
+            f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)"
+        )
     rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
     return [(k, json.loads(s)) for k, s in rows]
 
@@ -45,7 +47,9 @@ def _gmacs(name: str) -> float:
 
 def _channel_ids(channels: int) -> torch.Tensor:
     """(1, C, 2, 2) whose channel c holds the value c everywhere, so a permutation can be read off."""
-    return torch.arange(channels, dtype=torch.float32).view(1, channels, 1, 1).expand(1, channels, 2, 2).clone()
+    return (
+        torch.arange(channels, dtype=torch.float32).view(1, channels, 1, 1).expand(1, channels, 2, 2).clone()
+    )
 
 
 @pytest.mark.parametrize("channels,groups", [(6, 2), (6, 3), (12, 4), (24, 8), (5, 1)])
@@ -84,7 +88,11 @@ def test_v1_table_1_columns(groups: int) -> None:
     assert [u.conv1[0].groups for u in units] == [1] + [groups] * 15
     assert all(u.conv2[0].groups == groups for u in units)
     assert all(u.dwconv[0].groups == u.dwconv[0].in_channels for u in units)  # depthwise
-    assert all(u.conv1[0].out_channels * 4 == stage[-1].conv2[0].out_channels for stage in model.stages for u in stage)
+    assert all(
+        u.conv1[0].out_channels * 4 == stage[-1].conv2[0].out_channels
+        for stage in model.stages
+        for u in stage
+    )
     assert model.fc.bias is None  # the released code's classifier has no bias
 
 

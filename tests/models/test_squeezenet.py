@@ -19,7 +19,9 @@ TV_KEYS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / 
 def _tv_layout(model_name: str) -> list[tuple[str, list[int]]]:
     path = TV_KEYS / f"{model_name}.txt"
     if not path.is_file():
-        pytest.skip(f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)")
+        pytest.skip(
+            f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)"
+        )
     rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
     return [(k, json.loads(s)) for k, s in rows]
 

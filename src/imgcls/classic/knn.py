@@ -78,7 +78,7 @@ TIE_BREAKS = ("nearest", "label")
 DEFAULT_MEMORY_BUDGET_MB = 512.0
 
 _BLOCK = 16  # training samples per strided block of step 1
-_CACHE_BYTES = 16 << 20  # bound rows per query chunk: about the L3 share of one chunk
+_CHUNK_ROWS = 64  # queries per chunk when the budget allows: fewer starve the matrix product
 _PIECE = 64  # width of an L1 piece: 4 pieces cover 0..255, and 0..64 fits int8
 _INT32_MAX = 2**31 - 1
 _U32 = 2.0**-24  # float32 unit roundoff
@@ -387,7 +387,7 @@ def _search(
             f"memory budget of {budget_bytes / 2**20:.2f} MB is too small for {n} training samples: "
             f"raise memory_budget_mb (--memory-budget-mb) to at least {row_bytes / 2**20:.2f}"
         )
-    chunk = max(1, min(n_q, budget_bytes // row_bytes, max(8, _CACHE_BYTES // row_bytes)))
+    chunk = max(1, min(n_q, budget_bytes // row_bytes, _CHUNK_ROWS))
     # the exact distances of a slice of pairs gather two rows of D float64 each
     pair_slice = max(1024, budget_bytes // (16 * max(1, q.shape[1]) + 64))
     m0 = min(nb, 2 * k)

@@ -153,7 +153,9 @@ class Ref(NamedTuple):
     top1: float  # the paper's "ImageNet Accuracy"
 
 
-_SOURCE = "computed (our count; Howard et al. 2017 Tables 6/7 give {}M rounded), GMACs/top-1 from the same table"
+_SOURCE = (
+    "computed (our count; Howard et al. 2017 Tables 6/7 give {}M rounded), GMACs/top-1 from the same table"
+)
 
 # Table 6 (width multiplier, 224 px) and Table 7 (resolution multiplier, alpha = 1): one row per row.
 VARIANTS: dict[str, tuple[MobileNetV1Config, Ref]] = {

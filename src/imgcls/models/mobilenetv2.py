@@ -181,15 +181,31 @@ class Ref(NamedTuple):
 VARIANTS: dict[str, tuple[MobileNetV2Config, Ref]] = {
     "mobilenet_v2": (
         MobileNetV2Config(1.0),
-        Ref(3_504_872, 0.300, 72.0, "torchvision mobilenet_v2 (count); Sandler et al. 2018 Table 4 (3.4M, 300M MAdds)"),
+        Ref(
+            3_504_872,
+            0.300,
+            72.0,
+            "torchvision mobilenet_v2 (count); Sandler et al. 2018 Table 4 (3.4M, 300M MAdds)",
+        ),
     ),
     "mobilenet_v2_1_4": (
         MobileNetV2Config(1.4),
-        Ref(6_108_776, 0.585, 74.7, "computed (Sandler et al. 2018 Table 4 says 6.9M; 585M MAdds, 74.7 % top-1)"),
+        Ref(
+            6_108_776,
+            0.585,
+            74.7,
+            "computed (Sandler et al. 2018 Table 4 says 6.9M; 585M MAdds, 74.7 % top-1)",
+        ),
     ),
-    "mobilenet_v2_0_75": (MobileNetV2Config(0.75), Ref(2_636_424, None, None, "computed (Fig. 5 width 0.75)")),
+    "mobilenet_v2_0_75": (
+        MobileNetV2Config(0.75),
+        Ref(2_636_424, None, None, "computed (Fig. 5 width 0.75)"),
+    ),
     "mobilenet_v2_0_5": (MobileNetV2Config(0.5), Ref(1_968_680, None, None, "computed (Fig. 5 width 0.5)")),
-    "mobilenet_v2_0_35": (MobileNetV2Config(0.35), Ref(1_677_128, None, None, "computed (Fig. 5 width 0.35)")),
+    "mobilenet_v2_0_35": (
+        MobileNetV2Config(0.35),
+        Ref(1_677_128, None, None, "computed (Fig. 5 width 0.35)"),
+    ),
 }
 
 

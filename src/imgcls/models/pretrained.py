@@ -80,8 +80,10 @@ def load_pretrained(
 ) -> nn.Module:
     """Load a checkpoint into ``model`` after mapping legacy key names; returns the model.
 
-    With ``strict=True`` every key and shape must match (BatchNorm ``num_batches_tracked`` may be missing, as
-    in old files); a mismatch raises :class:`CheckpointError` naming the first differing keys. Extra
+    With ``strict=True`` every key must match (BatchNorm ``num_batches_tracked`` may be missing, as in old
+    files), and every shape must match after the model's own load hooks have adapted the state (ViT resizes
+    position embeddings trained at another resolution); a mismatch raises :class:`CheckpointError` naming the
+    first differing key. On a shape mismatch the tensors that did fit may already have been copied. Extra
     auxiliary-head keys (``aux1.*``, ``aux2.*``) are ignored when the model has no auxiliary heads, as
     torchvision's GoogLeNet does.
     """
@@ -94,28 +96,26 @@ def load_pretrained(
         state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if wrong:
-        raise CheckpointError(
-            f"checkpoint does not match the model: {len(wrong)} shapes differ (first: {wrong[0]}); "
-            "check the model name, num_classes and in_chans"
-        )
     if strict and (missing or unexpected):
         parts = []
         if missing:
             parts.append(f"{len(missing)} keys missing (first: {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
-        raise CheckpointError(
-            f"checkpoint does not match the model: {'; '.join(parts)}; is it the right model?"
-        )
+        raise CheckpointError(f"checkpoint does not match the model: {'; '.join(parts)}; is it the right model?")
     for k in own:
         if k.endswith("num_batches_tracked") and k not in state:
             state[k] = own[k]
-    model.load_state_dict(state, strict=strict)
+    # Shapes are checked by load_state_dict itself, after the model's own load hooks have run (ViT
+    # interpolates position embeddings trained at another resolution there).
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as e:
+        sizes = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
+        first = sizes[0] if sizes else str(e).splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint does not match the model: {len(sizes)} shapes differ (first: {first}); "
+            "check the model name, num_classes and in_chans"
+        ) from None
     log.info("loaded %d tensors into %s", len(state), type(model).__name__)
     return model

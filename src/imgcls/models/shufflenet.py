@@ -85,9 +85,10 @@ class ShuffleUnit(nn.Module):
         mid = out_chs // 4  # Sec. 3.3: bottleneck channels are 1/4 of the unit's output channels
         branch_out = out_chs - in_chs if stride == 2 else out_chs
         first_groups = groups if group_first else 1
-        for what, chs in (("bottleneck", mid), ("branch output", branch_out), ("input", in_chs * (stride == 1))):
+        checks = {"bottleneck": mid, "branch output": branch_out, "input": in_chs if group_first else 0}
+        for what, chs in checks.items():
             if chs % groups:
-                raise ConfigError(f"ShuffleNet unit: {what} channels {chs} are not divisible by groups={groups}")
+                raise ConfigError(f"ShuffleNet unit: {what} channels {chs} not divisible by groups={groups}")
         self.stride = stride
         self.groups = groups
         self.conv1 = ConvNormAct(in_chs, mid, 1, groups=first_groups)
@@ -128,7 +129,9 @@ class ShuffleNetV1(nn.Module):
             units = []
             for j in range(depth):
                 # Sec. 3.3: the first pointwise layer of stage 2 is not grouped (its input is only the stem).
-                units.append(ShuffleUnit(chs, width, 2 if j == 0 else 1, cfg.groups, group_first=i > 0 or j > 0))
+                units.append(
+                    ShuffleUnit(chs, width, 2 if j == 0 else 1, cfg.groups, group_first=i > 0 or j > 0)
+                )
                 chs = width
             stages.append(nn.Sequential(*units))
         self.stages = nn.Sequential(*stages)
@@ -204,7 +207,9 @@ VARIANTS: dict[str, tuple[ShuffleNetV1Config, Ref]] = {
 }
 
 
-def _build(cfg: ShuffleNetV1Config, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool) -> ShuffleNetV1:
+def _build(
+    cfg: ShuffleNetV1Config, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool
+) -> ShuffleNetV1:
     return ShuffleNetV1(cfg, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 

@@ -78,8 +78,12 @@ class InvertedResidual(nn.Module):
         self.stride = stride
         half = out_chs // 2
         # Flat Sequentials (not ConvNormAct) so the indices are torchvision's (branch2.3 is the dw conv, ...).
-        self.branch1 = nn.Sequential(*_dw(in_chs, stride), *_pw(in_chs, half)) if stride > 1 else nn.Sequential()
-        self.branch2 = nn.Sequential(*_pw(in_chs if stride > 1 else half, half), *_dw(half, stride), *_pw(half, half))
+        self.branch1 = (
+            nn.Sequential(*_dw(in_chs, stride), *_pw(in_chs, half)) if stride > 1 else nn.Sequential()
+        )
+        self.branch2 = nn.Sequential(
+            *_pw(in_chs if stride > 1 else half, half), *_dw(half, stride), *_pw(half, half)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
@@ -110,7 +114,9 @@ class ShuffleNetV2(nn.Module):
         chs = stem
         stage_names = []
         for i, (depth, width) in enumerate(zip(cfg.depths, stage_widths)):
-            units = [InvertedResidual(chs, width, 2)] + [InvertedResidual(width, width, 1) for _ in range(depth - 1)]
+            units = [InvertedResidual(chs, width, 2)] + [
+                InvertedResidual(width, width, 1) for _ in range(depth - 1)
+            ]
             name = f"stage{i + 2}"
             self.add_module(name, nn.Sequential(*units))
             stage_names.append(name)
@@ -183,7 +189,9 @@ VARIANTS: dict[str, tuple[ShuffleNetV2Config, Ref]] = {
 }
 
 
-def _build(cfg: ShuffleNetV2Config, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool) -> ShuffleNetV2:
+def _build(
+    cfg: ShuffleNetV2Config, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool
+) -> ShuffleNetV2:
     return ShuffleNetV2(cfg, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 

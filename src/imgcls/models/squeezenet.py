@@ -52,7 +52,16 @@ class SqueezeNetConfig:
 
 
 # Table 1 (SqueezeNet 1.0): fire2 .. fire9; maxpool1 precedes fire2, maxpool4 fire5, maxpool8 fire9.
-_FIRES = ((16, 64, 64), (16, 64, 64), (32, 128, 128), (32, 128, 128), (48, 192, 192), (48, 192, 192), (64, 256, 256), (64, 256, 256))
+_FIRES = (
+    (16, 64, 64),
+    (16, 64, 64),
+    (32, 128, 128),
+    (32, 128, 128),
+    (48, 192, 192),
+    (48, 192, 192),
+    (64, 256, 256),
+    (64, 256, 256),
+)
 SQUEEZENET1_0 = SqueezeNetConfig(96, 7, _FIRES, pool_before=(0, 3, 7))
 # SqueezeNet 1.1 (authors' repository, DeepScale/SqueezeNet): conv1 3x3/2 with 64 channels and the pools
 # before fire2, fire4 and fire6, same fire modules.
@@ -98,7 +107,9 @@ class SqueezeNet(nn.Module):
         self.cfg = cfg
         k = cfg.stem_kernel
         # small_input: stride 1 and 'same' padding (see the module docstring); torchvision pads 0 at stride 2.
-        conv1 = nn.Conv2d(in_chans, cfg.stem_width, k, stride=1 if small_input else 2, padding=k // 2 if small_input else 0)
+        conv1 = nn.Conv2d(
+            in_chans, cfg.stem_width, k, stride=1 if small_input else 2, padding=k // 2 if small_input else 0
+        )
         layers: list[nn.Module] = [conv1, nn.ReLU(inplace=True)]
         chs = cfg.stem_width
         for i, (s, e1, e3) in enumerate(cfg.fires):
@@ -111,7 +122,10 @@ class SqueezeNet(nn.Module):
         self.num_features: int = chs
         self.drop_rate = drop_rate
         self.classifier = nn.Sequential(
-            nn.Dropout(drop_rate), self._final_conv(num_classes), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1)
+            nn.Dropout(drop_rate),
+            self._final_conv(num_classes),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
         )
         self.init_weights()
 
@@ -161,7 +175,12 @@ class Ref(NamedTuple):
 VARIANTS: dict[str, tuple[SqueezeNetConfig, Ref]] = {
     "squeezenet1_0": (
         SQUEEZENET1_0,
-        Ref(1_248_424, 0.82, 57.5, "Iandola et al. 2016 Table 1 (= torchvision); top-1 Table 2; GMACs torchvision"),
+        Ref(
+            1_248_424,
+            0.82,
+            57.5,
+            "Iandola et al. 2016 Table 1 (= torchvision); top-1 Table 2; GMACs torchvision",
+        ),
     ),
     "squeezenet1_1": (
         SQUEEZENET1_1,
@@ -170,7 +189,9 @@ VARIANTS: dict[str, tuple[SqueezeNetConfig, Ref]] = {
 }
 
 
-def _build(cfg: SqueezeNetConfig, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool | float) -> SqueezeNet:
+def _build(
+    cfg: SqueezeNetConfig, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool | float
+) -> SqueezeNet:
     return SqueezeNet(cfg, num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[arg-type]
 
 

@@ -1,23 +1,31 @@
 """Blocks shared across model families: written once, so a fix lands everywhere (STYLE.md rule 7)."""
 
 from imgcls.models.layers.attention import Attention, attention
+from imgcls.models.layers.checkpoint_names import use_checkpoint_names
 from imgcls.models.layers.conv import ConvNormAct, make_divisible
 from imgcls.models.layers.drop import DropPath, drop_path, drop_path_rates
 from imgcls.models.layers.head import ClassifierHead
+from imgcls.models.layers.lrn import LocalResponseNorm
 from imgcls.models.layers.mlp import Mlp
 from imgcls.models.layers.patch import PatchEmbed
 from imgcls.models.layers.se import SqueezeExcite
+from imgcls.models.layers.shuffle import ChannelShuffle, channel_shuffle, channel_unshuffle
 
 __all__ = [
     "Attention",
+    "ChannelShuffle",
     "ClassifierHead",
     "ConvNormAct",
     "DropPath",
+    "LocalResponseNorm",
     "Mlp",
     "PatchEmbed",
     "SqueezeExcite",
     "attention",
+    "channel_shuffle",
+    "channel_unshuffle",
     "drop_path",
     "drop_path_rates",
     "make_divisible",
+    "use_checkpoint_names",
 ]
