@@ -59,9 +59,11 @@ BLOCKS: tuple[tuple[int, int, int, int], ...] = (
 
 @dataclass(frozen=True)
 class MobileNetV2Config:
-    """Attributes:
-    width_mult: the width multiplier (Sec. 6.1); channels are rounded to multiples of ``round_nearest``.
-    round_nearest: channel divisor of the rounding (8 in the released code).
+    """The width setting of Table 2's network.
+
+    Attributes:
+        width_mult: the width multiplier (Sec. 6.1); channels are rounded to multiples of ``round_nearest``.
+        round_nearest: channel divisor of the rounding (8 in the released code).
     """
 
     width_mult: float = 1.0

@@ -59,11 +59,13 @@ STAGE_WIDTHS: dict[int, tuple[int, int, int]] = {
 
 @dataclass(frozen=True)
 class ShuffleNetV1Config:
-    """Attributes:
-    groups: groups of the pointwise convolutions (Table 1's g).
-    widths: output channels of stages 2, 3, 4.
-    stem_width: output channels of conv1 (24 in Table 1).
-    depths: units per stage (Table 1's "Repeat": 1 + 3, 1 + 7, 1 + 3).
+    """One column of the paper's Table 1, scaled by s.
+
+    Attributes:
+        groups: groups of the pointwise convolutions (Table 1's g).
+        widths: output channels of stages 2, 3, 4.
+        stem_width: output channels of conv1 (24 in Table 1).
+        depths: units per stage (Table 1's "Repeat": 1 + 3, 1 + 7, 1 + 3).
     """
 
     groups: int

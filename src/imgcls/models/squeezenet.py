@@ -39,10 +39,12 @@ __all__ = ["VARIANTS", "Fire", "SqueezeNet", "SqueezeNetConfig"]
 
 @dataclass(frozen=True)
 class SqueezeNetConfig:
-    """Attributes:
-    stem_width, stem_kernel: output channels and kernel of conv1 (stride 2).
-    fires: (squeeze 1x1, expand 1x1, expand 3x3) channels of fire2 .. fire9 (Table 1's s1x1, e1x1, e3x3).
-    pool_before: indices into ``fires`` of the modules preceded by a 3x3 stride-2 max-pool.
+    """One SqueezeNet version (Table 1's columns for 1.0).
+
+    Attributes:
+        stem_width, stem_kernel: output channels and kernel of conv1 (stride 2).
+        fires: (squeeze 1x1, expand 1x1, expand 3x3) channels of fire2 .. fire9 (Table 1's s1x1, e1x1, e3x3).
+        pool_before: indices into ``fires`` of the modules preceded by a 3x3 stride-2 max-pool.
     """
 
     stem_width: int

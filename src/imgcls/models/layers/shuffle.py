@@ -31,6 +31,8 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 def channel_unshuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """The inverse of :func:`channel_shuffle` with the same ``groups``."""
+    if x.shape[1] % groups:
+        raise ConfigError(f"channel unshuffle: {x.shape[1]} channels do not split into {groups} groups")
     return channel_shuffle(x, x.shape[1] // groups)
 
 
