@@ -143,7 +143,7 @@ def test_checkpoint_round_trip_and_attention_maps() -> None:
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(dst(x), src(x))
-        maps = src.get_attention_maps(x)
+        maps = src.attention_maps(x)
     # 8 x 8 then 4 x 4 maps in 2 x 2 windows: 2 * 16 and 2 * 4 windows of 4 tokens.
     assert [m.shape for m in maps] == [(32, 2, 4, 4)] * 2 + [(8, 4, 4, 4)] * 2
     for m in maps:

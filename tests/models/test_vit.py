@@ -136,7 +136,7 @@ def test_attention_maps_are_distributions() -> None:
     model = _tiny().eval()
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
-        maps = model.get_attention_maps(x)
+        maps = model.attention_maps(x)
         y = model(x)  # maps are not kept afterwards
     assert len(maps) == 2
     for attn in maps:

@@ -195,3 +195,10 @@ def test_grad_clip_and_accumulation(tiny_fmnist: Path, tmp_path: Path) -> None:
     assert r.steps == 2  # 5 batches of 32 -> 2 optimizer steps of 2 batches each
     with pytest.raises(Exception, match="accum_steps"):
         train(_cfg(tiny_fmnist, tmp_path / "x", epochs=1, accum_steps=9))
+
+
+def test_filter_rms_limit_caps_every_conv_filter(tiny_fmnist: Path, tmp_path: Path) -> None:
+    r = train(_cfg(tiny_fmnist, tmp_path, epochs=1, lr=0.5, filter_rms_limit=0.05, ema_decay=None))
+    weights = load_file(r.run_dir / "last.safetensors")
+    convs = [v for k, v in weights.items() if v.ndim == 4]
+    assert convs and all(w.float().pow(2).mean((1, 2, 3)).sqrt().max() <= 0.05 + 1e-6 for w in convs)

@@ -53,7 +53,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ TIE_BREAKS = ("nearest", "label")
 DEFAULT_MEMORY_BUDGET_MB = 512.0
 
 _BLOCK = 16  # training samples per strided block of step 1
-_CHUNK_ROWS = 64  # queries per chunk when the budget allows: fewer starve the matrix product
+_CHUNK_ROWS = 256  # queries per chunk when the budget allows: fewer starve the matrix product
 _PIECE = 64  # width of an L1 piece: 4 pieces cover 0..255, and 0..64 fits int8
 _INT32_MAX = 2**31 - 1
 _U32 = 2.0**-24  # float32 unit roundoff
@@ -91,7 +91,9 @@ def as_matrix(x: Any, what: str = "data") -> torch.Tensor:
     """``x`` (tensor or array, ``(N, D)`` or ``(N, C, H, W)``) as an ``(N, D)`` tensor; refuses NaN / inf."""
     t = torch.as_tensor(x)
     if t.dim() < 2:
-        raise DataError(f"{what} must have one row per sample, (N, D) or (N, C, H, W); got shape {tuple(t.shape)}")
+        raise DataError(
+            f"{what} must have one row per sample, (N, D) or (N, C, H, W); got shape {tuple(t.shape)}"
+        )
     t = t.reshape(t.shape[0], -1)
     if t.dtype == torch.bool:
         t = t.to(torch.uint8)
@@ -99,7 +101,8 @@ def as_matrix(x: Any, what: str = "data") -> torch.Tensor:
         t = t.float()
     elif not (t.dtype.is_floating_point or t.dtype in _INT_DTYPES):
         raise DataError(f"{what} must be numbers, got dtype {t.dtype}")
-    if t.dtype.is_floating_point:
+    # one sum finds any NaN / inf (they propagate); only then look for the rows
+    if t.dtype.is_floating_point and t.numel() and not torch.isfinite(t.sum()):
         bad = ~torch.isfinite(t).all(1)
         if bad.any():
             row = int(bad.nonzero()[0, 0])
@@ -170,38 +173,52 @@ class _Query:
 
 
 class _Space:
-    """Training data prepared for one metric: lower bounds by matrix product, exact distances on pairs.
+    """Training data prepared for one metric: lower bounds from one matrix product, exact distances on pairs.
 
-    Distances inside a space are in *internal units* (L2: squared), converted by :meth:`to_metric`.
-    ``bound`` returns, for a chunk of queries, an ``(m, n_pad)`` tensor whose entries compare with
-    ``threshold(u)`` so that ``exact <= u`` implies ``bound <= threshold(u)``; padded columns are +max.
+    The bound of query ``i`` and stored sample ``p`` is ``base[p] - prod[i, p]``, with ``prod`` the matrix
+    product of :meth:`product`; ``exact <= u`` implies ``bound <= threshold(u)``. Distances inside a space
+    are in internal units (L2: squared), converted by :meth:`to_metric`.
+
+    Storage order: samples are sorted by ``base`` and laid out in strided blocks of 16 (block ``j`` holds
+    positions ``j, j + nb, j + 2 nb, ...``, ranks ``16 j .. 16 j + 15`` by base). A block's bound is then
+    ``base[j] - max(prod over the block)``: one max over 16 contiguous rows of the product, no pass that
+    forms the bounds themselves. ``order[p]`` is the original index at position ``p`` (``n`` for padding,
+    whose base is the largest value and whose product is 0).
     """
 
     kind = ""
+    metric = ""
     n: int
-    n_pad: int
-    block: int
-    bound_bytes: int
+    nb: int
+    base: torch.Tensor
+    order: torch.Tensor
+
+    def _arrange(self, base: torch.Tensor, big: float) -> torch.Tensor:
+        """Sort by ``base``, lay out in strided blocks; sets ``base``, ``order``; returns ``order``."""
+        n = base.shape[0]
+        self.n, self.nb = n, -(-n // _BLOCK)
+        ranked = torch.argsort(base, stable=True)
+        pad = torch.full((self.nb * _BLOCK - n,), n, dtype=torch.int64, device=base.device)
+        self.order = torch.cat([ranked, pad]).view(self.nb, _BLOCK).T.reshape(-1)  # rank 16 j + s -> s nb + j
+        full = torch.cat([base, base.new_full((1,), big)])
+        self.base = full[self.order]
+        return self.order
 
     def prepare(self, q: torch.Tensor) -> _Query:
         raise NotImplementedError
 
-    def bound(self, qp: _Query) -> torch.Tensor:
+    def product(self, qp: _Query) -> torch.Tensor:
         raise NotImplementedError
 
     def threshold(self, qp: _Query, u: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def exact(self, qp: _Query, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Exact internal distances of query rows ``rows`` (chunk-local) and training samples ``cols``."""
         raise NotImplementedError
 
     def to_metric(self, d: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-    def _layout(self, n: int) -> None:
-        self.n = n
-        self.block = _BLOCK
-        self.n_pad = -(-n // _BLOCK) * _BLOCK
 
 
 class _PixelSpace(_Space):
@@ -211,21 +228,20 @@ class _PixelSpace(_Space):
         self.kind = f"int8-{metric}"
         self.metric = metric
         self.scale = scale
-        self._layout(x.shape[0])
-        self.bound_bytes = 4
-        self.x = _shift(x)  # (N, D) int8 a - 128, for the exact distances
         self.mult = 1 if metric == "l2" else _PIECE  # bound units per unit of distance
-        codes_t = self._encode(x.T.contiguous(), dim=0)  # (K, N) int8: the layout _int_mm wants
-        pad = self.n_pad - self.n
-        if pad:
-            codes_t = torch.cat([codes_t, codes_t.new_zeros(codes_t.shape[0], pad)], 1)
+        # |code(v)|^2 per pixel value v, summed over a sample's pixels: its squared norm in code space
+        lut = (
+            self._encode(torch.arange(256, dtype=torch.uint8)[:, None], dim=1).to(torch.int64).square().sum(1)
+        )
+        norms = torch.cat([lut[x[i : i + 4096].long()].sum(1) for i in range(0, x.shape[0], 4096)])
+        # bound = h - a.b with h = floor(|b|^2 / 2): half the squared distance less the query's own |a|^2.
+        order = self._arrange(torch.div(norms, 2, rounding_mode="floor"), _INT32_MAX)
+        self.base = self.base.to(torch.int32)
+        xs = torch.cat([x, x.new_zeros(1, x.shape[1])])[order]  # storage order; row n: padding
+        codes_t = self._encode(xs.T.contiguous(), dim=0)  # (K, n_pad) int8: the layout _int_mm wants
+        codes_t[:, order == self.n] = 0  # padding has product 0, so its bound stays the largest
         self.codes_t = codes_t
-        norms = codes_t.to(torch.int32).square_().sum(0, dtype=torch.int64)  # (n_pad,)
-        # bound = h - a.b with h = floor(|b|^2 / 2): the sum of squares minus the row's own |a|^2, halved.
-        # Padding columns get h = INT32_MAX (their codes are 0, so bound = INT32_MAX: never a candidate).
-        h = torch.div(norms, 2, rounding_mode="floor")
-        h[self.n :] = _INT32_MAX
-        self.h = h.to(torch.int32)
+        self.x = _shift(x)  # (N, D) int8 a - 128, original order, for the exact distances
         self.ones = torch.ones(x.shape[1], 1, dtype=torch.int8)
         self.sums = _row_sums(x)
 
@@ -241,13 +257,12 @@ class _PixelSpace(_Space):
         norms = codes.to(torch.int32).square_().sum(1, dtype=torch.int64)
         return _Query(x=_shift(q), codes=codes, norms=norms, sums=_row_sums(q))
 
-    def bound(self, qp: _Query) -> torch.Tensor:
-        g = torch._int_mm(qp.codes, self.codes_t)  # (m, n_pad) int32, exact
-        return torch.sub(self.h, g, out=g)  # one pass, in place: h - a.b
+    def product(self, qp: _Query) -> torch.Tensor:
+        return torch._int_mm(qp.codes, self.codes_t)  # (m, n_pad) int32, exact
 
     def threshold(self, qp: _Query, u: torch.Tensor) -> torch.Tensor:
-        # L2: |a-b|^2 = |a|^2 + 2 (h + parity/2 - a.b) <= u  =>  h - a.b <= (u - |a|^2) / 2.
-        # L1: 64 |a-b|_1 >= |a|^2 + |b|^2 - 2 a.b (pieces), the same with u -> 64 u.
+        # L2: |a-b|^2 = |a|^2 + |b|^2 - 2 a.b >= |a|^2 + 2 (h - a.b) <= u  =>  h - a.b <= (u - |a|^2) / 2.
+        # L1: 64 |a-b|_1 >= |a|^2 + |b|^2 - 2 a.b (pieces): the same with u -> 64 u.
         t = torch.floor((u * self.mult - qp.norms.double()) / 2)
         return t.clamp(-_INT32_MAX, _INT32_MAX - 1).to(torch.int32)
 
@@ -273,26 +288,27 @@ class _FloatSpace(_Space):
     def __init__(self, x: torch.Tensor, metric: str) -> None:
         self.kind = f"float-{metric}"
         self.metric = metric
-        self._layout(x.shape[0])
-        self.bound_bytes = 4
         self.x = x
         n, d = x.shape
         self.dim = d
         # Centring (L2, L1: translation-invariant) shrinks the norms, hence the rounding margin.
         self.mean = _chunked_mean(x) if metric != "cosine" else None
         self.norm64 = _chunked_norms(x) if metric == "cosine" else None
-        if metric == "cosine" and bool((self.norm64 == 0).any()):
+        if self.norm64 is not None and bool((self.norm64 == 0).any()):
             row = int((self.norm64 == 0).nonzero()[0, 0])
-            raise DataError(f"cosine distance needs non-zero vectors; training row {row} is all zeros: use l2 or l1")
-        z = torch.zeros(self.n_pad, d, dtype=torch.float32, device=x.device)
+            raise DataError(
+                f"cosine distance needs non-zero vectors; training row {row} is all zeros: use l2 or l1"
+            )
+        z = torch.zeros(n + 1, d, dtype=torch.float32, device=x.device)  # row n: padding
         for i in range(0, n, 4096):
             j = min(n, i + 4096)
             z[i:j] = self._embed(x[i:j], None if self.norm64 is None else self.norm64[i:j])
-        zn = _chunked_norms(z).square()
-        self.radius = float(zn[:n].max().sqrt()) if n else 0.0
-        zn[n:] = math.inf
-        self.z = z
-        self.zn = zn.float()
+        zn = _chunked_norms(z[:n]).square()
+        self.radius = float(zn.max().sqrt())
+        # bound = |b|^2 / 2 - a.b: half the squared chord less the query's own |a|^2 / 2
+        order = self._arrange(zn / 2, math.inf)
+        self.base = self.base.float()
+        self.z = z[order]
 
     def _embed(self, x: torch.Tensor, norms: torch.Tensor | None) -> torch.Tensor:
         if self.mean is not None:
@@ -303,24 +319,27 @@ class _FloatSpace(_Space):
         norms = _chunked_norms(q) if self.metric == "cosine" else None
         if norms is not None and bool((norms == 0).any()):
             row = int((norms == 0).nonzero()[0, 0])
-            raise DataError(f"cosine distance needs non-zero vectors; query row {row} is all zeros: use l2 or l1")
+            raise DataError(
+                f"cosine distance needs non-zero vectors; query row {row} is all zeros: use l2 or l1"
+            )
         z = self._embed(q, norms)
         zn = z.double().square().sum(1)
         # Rounding-error bound of the float32 |a|^2 + |b|^2 - 2 a.b (module docstring).
         delta = 4 * (self.dim + 8) * _U32 * (zn.sqrt() + self.radius) ** 2
         return _Query(x=q, z=z, zn=zn, delta=delta, norm64=norms)
 
-    def bound(self, qp: _Query) -> torch.Tensor:
-        return torch.addmm(self.zn, qp.z, self.z.T, alpha=-2.0)  # |b|^2 - 2 a.b, (m, n_pad)
+    def product(self, qp: _Query) -> torch.Tensor:
+        return qp.z @ self.z.T  # (m, n_pad)
 
     def threshold(self, qp: _Query, u: torch.Tensor) -> torch.Tensor:
         # squared chord of the embedding, per metric: l2 d^2 = u; l1: |x|_2^2 <= |x|_1^2; cosine: 2 (1 - cos)
         sq = {"l2": u, "l1": u * u, "cosine": 2 * u}[self.metric]
-        t = (sq + qp.delta - qp.zn).float()
+        t = ((sq + qp.delta - qp.zn) / 2).float()
         return torch.nextafter(t, torch.full_like(t, math.inf))  # round up: never lose a candidate
 
     def exact(self, qp: _Query, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        a, b = qp.x[rows].double(), self.x[cols].double()
+        a = torch.index_select(qp.x, 0, rows).double()
+        b = torch.index_select(self.x, 0, cols).double()
         if self.metric == "l2":
             return (a - b).square_().sum(1)
         if self.metric == "l1":
@@ -391,9 +410,8 @@ def _search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest neighbours of the rows of ``q``: internal distances (Q, k) float64 and indices (Q, k)."""
     dev = q.device
-    n_q, n, g = q.shape[0], space.n, space.block
-    nb = space.n_pad // g
-    row_bytes = space.n_pad * space.bound_bytes * 2  # the bounds and one temporary of their size
+    n_q, n, nb, g = q.shape[0], space.n, space.nb, _BLOCK
+    row_bytes = nb * g * 4 * 2  # the product and one temporary of its size
     if row_bytes > budget_bytes:
         raise ConfigError(
             f"memory budget of {budget_bytes / 2**20:.2f} MB is too small for {n} training samples: "
@@ -404,7 +422,8 @@ def _search(
     pair_slice = max(1024, budget_bytes // (16 * max(1, q.shape[1]) + 64))
     m0 = min(nb, 2 * k)
     n_seeds = min(2 * k, m0 * g)
-    lanes = torch.arange(g, device=dev) * nb  # strided blocks: block j holds j, j + nb, j + 2 nb, ...
+    lanes = torch.arange(g, device=dev) * nb  # block j holds positions j, j + nb, j + 2 nb, ...
+    base, base_min, order = space.base, space.base[:nb], space.order
     out_d = torch.empty(n_q, k, dtype=torch.float64, device=dev)
     out_i = torch.empty(n_q, k, dtype=torch.int64, device=dev)
     n_exact = 0
@@ -412,27 +431,27 @@ def _search(
         qp = space.prepare(q[s : s + chunk])
         m = min(chunk, n_q - s)
         ar = torch.arange(m, device=dev)
-        b = space.bound(qp)  # (m, n_pad)
-        bmin = b.view(m, g, nb).amin(1)  # (m, nb)
+        prod = space.product(qp)  # (m, n_pad)
+        lb_block = base_min - prod.view(m, g, nb).amax(1)  # (m, nb): no bound in a block is lower
         # 1. seeds: the 2k smallest bounds in the 2k most promising blocks; U = their k-th exact distance
-        blocks = torch.topk(bmin, m0, dim=1, largest=False).indices  # (m, m0)
-        members = blocks[..., None] + lanes  # (m, m0, g)
-        vals = b.gather(1, members.view(m, -1)).view(m, m0, g)
-        # (with fewer than 2k blocks, several seeds per block: padding has the largest bound, never first)
-        pick = torch.topk(vals.view(m, -1), n_seeds, dim=1, largest=False).indices
-        seeds = members.view(m, -1).gather(1, pick).view(-1)
+        # (with fewer than 2k blocks, several seeds per block; padding has the largest bound, never first)
+        blocks = torch.topk(lb_block, m0, dim=1, largest=False).indices  # (m, m0)
+        members = (blocks[..., None] + lanes).view(m, -1)  # (m, m0 g) positions
+        vals = base[members] - prod.gather(1, members)
+        pick = torch.topk(vals, n_seeds, dim=1, largest=False).indices
+        seeds = order[members.gather(1, pick)].view(-1)
         seed_d = space.exact(qp, ar.repeat_interleave(n_seeds), seeds.clamp(max=n - 1))
         seed_d = torch.where(seeds < n, seed_d, math.inf)
         u = seed_d.view(m, n_seeds).kthvalue(k, dim=1).values
         t = space.threshold(qp, u)
-        # 2. candidates: members of blocks whose minimum passes, whose own bound passes
-        rows, blk = (bmin <= t[:, None]).nonzero(as_tuple=True)
+        # 2. candidates: members of blocks whose bound passes, whose own bound passes
+        rows, blk = (lb_block <= t[:, None]).nonzero(as_tuple=True)
         members = blk[:, None] + lanes  # (P_blocks, g)
-        vals = b[rows[:, None], members]
-        keep = (vals <= t[rows, None]) & (members < n)
+        vals = base[members] - prod[rows[:, None], members]
+        keep = vals <= t[rows, None]
         rows = rows[:, None].expand_as(members)[keep]
-        cols, vals = members[keep], vals[keep]
-        del b, members, keep
+        cols, vals = order[members[keep]], vals[keep]
+        del prod, members, keep
         best_d = torch.full((m, k), math.inf, dtype=torch.float64, device=dev)
         best_i = torch.full((m, k), n, dtype=torch.int64, device=dev)
         n_exact += m * n_seeds

@@ -59,7 +59,15 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ConvNormAct, DropPath, Mlp, SqueezeExcite, attention, drop_path_rates
+from imgcls.models.layers import (
+    ConvNormAct,
+    DropPath,
+    Mlp,
+    SqueezeExcite,
+    attention,
+    attention_maps,
+    drop_path_rates,
+)
 from imgcls.models.registry import ModelSpec, register_model
 
 __all__ = [
@@ -351,15 +359,7 @@ class CoAtNet(nn.Module):
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The attention probabilities (B, heads, N, N) of every Transformer block, in order, for ``x``."""
-        modules = [m for m in self.modules() if isinstance(m, RelativeAttention)]
-        for m in modules:
-            m.keep_attn = True
-        try:
-            self.forward_features(x)
-            return [m.last_attn for m in modules if m.last_attn is not None]
-        finally:
-            for m in modules:
-                m.keep_attn, m.last_attn = False, None
+        return attention_maps(self, x)
 
 
 @dataclass(frozen=True)

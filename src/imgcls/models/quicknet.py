@@ -9,11 +9,13 @@ trainer use a high learning rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from imgcls.errors import ConfigError
 from imgcls.models.registry import ModelSpec, register_model
 
 __all__ = ["QuickNet", "QuickNetConfig"]
@@ -21,8 +23,10 @@ __all__ = ["QuickNet", "QuickNetConfig"]
 
 @dataclass(frozen=True)
 class QuickNetConfig:
-    stem: int
-    widths: tuple[int, ...]
+    stem: int  # channels of the stem convolution
+    widths: tuple[int, ...]  # channels of each stage; each stage halves the resolution
+    # "pool": conv -> 2x2 max-pool (airbench); "stride": a stride-2 conv, a quarter of the multiply-adds.
+    downsample: Literal["pool", "stride"] = "pool"
     logit_scale: float = 1 / 9
 
 
@@ -41,10 +45,14 @@ def _bn(c: int) -> nn.BatchNorm2d:
 
 
 class _Stage(nn.Sequential):
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, downsample: str) -> None:
+        if downsample == "pool":
+            # pooling before BN/act: the BN then runs on 4x fewer values; ceil_mode keeps 7 -> 4 like stride 2
+            down = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2, ceil_mode=True)]
+        else:
+            down = [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False)]
         super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.MaxPool2d(2),  # pooling before BN/act: the BN then runs on 4x fewer values
+            *down,
             _bn(cout),
             nn.GELU(),
             nn.Conv2d(cout, cout, 3, padding=1, bias=False),
@@ -61,7 +69,7 @@ class QuickNet(nn.Module):
             nn.Conv2d(in_chans, cfg.stem, 3, padding=1, bias=False), _bn(cfg.stem), nn.GELU()
         )
         chans = (cfg.stem, *cfg.widths)
-        self.stages = nn.Sequential(*[_Stage(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.stages = nn.Sequential(*[_Stage(a, b, cfg.downsample) for a, b in zip(chans[:-1], chans[1:])])
         self.num_features = cfg.widths[-1]
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(self.num_features, num_classes, bias=False)
@@ -91,7 +99,14 @@ class QuickNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _build(cfg: QuickNetConfig, num_classes: int = 10, in_chans: int = 1) -> QuickNet:
+def _build(cfg: QuickNetConfig, num_classes: int = 10, in_chans: int = 1, **overrides: Any) -> QuickNet:
+    # Config fields can be overridden by name (``--model-kwargs widths=[48,96,192]``), JSON-serialisable.
+    if "widths" in overrides:
+        overrides["widths"] = tuple(overrides["widths"])
+    try:
+        cfg = replace(cfg, **overrides)
+    except TypeError as e:
+        raise ConfigError(f"quicknet: {e}; fields: stem, widths, downsample, logit_scale") from None
     return QuickNet(cfg, num_classes=num_classes, in_chans=in_chans)
 
 

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import Attention, DropPath, Mlp, PatchEmbed, drop_path_rates
+from imgcls.models.layers import Attention, DropPath, Mlp, PatchEmbed, attention_maps, drop_path_rates
 from imgcls.models.layers.checkpoint_names import use_checkpoint_names
 from imgcls.models.registry import ModelSpec, register_model
 
@@ -405,21 +405,12 @@ class SwinTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def get_attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Attention probabilities of every block: a list of (B * nW, heads, M*M, M*M) tensors, rows sum to 1.
 
         Windows are numbered row-major per image on the padded, (for odd blocks) cyclically shifted map.
         """
-        attns = [block.attn for block in self.blocks]
-        for attn in attns:
-            attn.keep_attn = True
-        try:
-            self.forward_features(x)
-            return [attn.last_attn for attn in attns]  # type: ignore[misc]
-        finally:
-            for attn in attns:
-                attn.keep_attn = False
-                attn.last_attn = None
+        return attention_maps(self, x)
 
 
 def _build(cfg: SwinConfig, num_classes: int = 1000, in_chans: int = 3, **overrides: Any) -> SwinTransformer:

@@ -53,6 +53,7 @@ class TrainConfig:
     accum_steps: int = 1  # gradient accumulation: optimizer step every N batches
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 where the hardware has it
     ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); evaluated if set
+    filter_rms_limit: float | None = None  # ZFNet's renormalisation: cap each conv filter's RMS (0.1 there)
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
 
@@ -218,6 +219,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.accum_steps >= 1, "accum_steps must be >= 1"),
         (cfg.grad_clip is None or cfg.grad_clip > 0, "grad_clip must be > 0"),
         (cfg.ema_decay is None or 0 < cfg.ema_decay < 1, "ema_decay must be in (0, 1)"),
+        (cfg.filter_rms_limit is None or cfg.filter_rms_limit > 0, "filter_rms_limit must be > 0"),
         (cfg.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
         (cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must not exceed epochs"),
         (cfg.eval_every >= 1, "eval_every must be >= 1"),

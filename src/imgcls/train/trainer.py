@@ -29,6 +29,7 @@ from imgcls.evaluate import EvalResult, evaluate
 from imgcls.models import create_model, get_model_spec, load_pretrained
 from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
 from imgcls.models.registry import AuxOutputs
+from imgcls.models.zfnet import renormalize_filters_
 from imgcls.train import checkpoint as ckpt
 from imgcls.train.config import TrainConfig, overlay, validate
 from imgcls.train.ema import ModelEma
@@ -368,6 +369,8 @@ class _Trainer:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 self.scaler.step(opt)
                 self.scaler.update()
+                if cfg.filter_rms_limit:  # Zeiler and Fergus 2013, sec. 3
+                    renormalize_filters_(self.model, cfg.filter_rms_limit)
                 opt.zero_grad(set_to_none=True)
                 self.schedule.step()
                 if self.ema is not None:

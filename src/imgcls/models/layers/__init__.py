@@ -1,6 +1,6 @@
 """Blocks shared across model families: written once, so a fix lands everywhere (STYLE.md rule 7)."""
 
-from imgcls.models.layers.attention import Attention, attention
+from imgcls.models.layers.attention import Attention, attention, attention_maps
 from imgcls.models.layers.checkpoint_names import use_checkpoint_names
 from imgcls.models.layers.conv import ConvNormAct, make_divisible
 from imgcls.models.layers.drop import DropPath, drop_path, drop_path_rates
@@ -22,6 +22,7 @@ __all__ = [
     "PatchEmbed",
     "SqueezeExcite",
     "attention",
+    "attention_maps",
     "channel_shuffle",
     "channel_unshuffle",
     "drop_path",

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Attention", "attention"]
+__all__ = ["Attention", "attention", "attention_maps"]
 
 
 def attention(
@@ -76,3 +76,23 @@ class Attention(nn.Module):
         x = out.transpose(1, 2).reshape(B, N, C)  # (B, H, N, D) -> (B, N, C)
         x = self.proj_drop(self.proj(x))
         return (x, attn) if return_attn else x
+
+
+def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The attention probabilities of every attention layer of ``model`` for images ``x``, in module order.
+
+    An attention layer is any module with a ``keep_attn`` flag and a ``last_attn`` slot (:class:`Attention`,
+    CoAtNet's relative attention); each map is (B, heads, N, N) (for windowed attention B counts windows) and
+    its rows sum to 1. The flags are restored afterwards, and no map is kept.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "keep_attn") and hasattr(m, "last_attn")]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no attention layers")
+    for m in layers:
+        m.keep_attn = True
+    try:
+        model.forward_features(x)  # type: ignore[operator]
+        return [m.last_attn for m in layers if m.last_attn is not None]
+    finally:
+        for m in layers:
+            m.keep_attn, m.last_attn = False, None

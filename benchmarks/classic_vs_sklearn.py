@@ -1,0 +1,237 @@
+"""imgcls.classic against scikit-learn on the real Fashion-MNIST, both measured in the same run.
+
+Rows: k-NN (k=5, uniform votes) with L2 and with L1, Gaussian naive Bayes, and optionally the linear softmax
+classifier against ``LogisticRegression`` (``--linear``). Both libraries get the same float32 pixels in
+[0, 1] (60,000 train, 10,000 test, 784 features); imgcls recognises them as 8-bit pixels (the 1/255 grid)
+and takes its exact integer path, the conversion being part of its time. Every timing is fit + predict of a
+fresh classifier, repeated ``--repeats`` times (scikit-learn's L1 k-NN, about 4 minutes, ``--sk-l1-repeats``
+times, 1 by default); the table gives mean ± std (min-max, n).
+
+Agreement: the fraction of test images where both predict the same class. Where they differ, a tie is the
+expected reason, and the table counts them: a *distance tie* (the k-th and (k+1)-th neighbours at exactly the
+same distance, so which one votes is a matter of order: imgcls takes the lower training index, scikit-learn
+whatever its floating-point rounding gives) or a *vote tie* (two classes with the top vote count: imgcls
+gives it to the class with the nearest member, scikit-learn to the smallest label). "unexplained" counts
+disagreements at images with neither tie (0 is what exactness means).
+
+Both use all cores (torch threads = cores, scikit-learn ``n_jobs=-1``). OpenMP threads wait passively
+(``OMP_WAIT_POLICY=PASSIVE``, set here for both libraries unless already set): on a shared machine, spinning
+threads that lose their core stall every parallel region.
+
+    python benchmarks/classic_vs_sklearn.py                 # writes benchmarks/results/classic_vs_sklearn.md
+    python benchmarks/classic_vs_sklearn.py --repeats 1 --sk-l1-repeats 0   # quick look, no sklearn L1
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from datetime import datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import hardware, spread  # noqa: E402
+
+from imgcls.classic import GaussianNB, KNeighborsClassifier  # noqa: E402
+from imgcls.data import load_dataset  # noqa: E402
+
+# Xiao et al. 2017 (arXiv:1708.07747), Table 3: test accuracy of the scikit-learn baselines on Fashion-MNIST.
+PAPER = {"knn": "0.85-0.86", "nb": "0.511", "linear": "0.842"}
+
+
+def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[list[float], np.ndarray | None]:
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return times, out
+
+
+def knn_ties(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, metric: str, k: int
+) -> tuple:
+    """Per test image: a distance tie at the k-th neighbour, a vote tie among the top classes."""
+    clf = KNeighborsClassifier(k=k + 1, metric=metric).fit(x_train, y_train)
+    dist, idx = clf.kneighbors(x_test)
+    dist_tie = (dist[:, k - 1] == dist[:, k]).numpy()
+    votes = torch.zeros(len(x_test), 10, dtype=torch.int64).scatter_add_(
+        1, y_train[idx[:, :k]], torch.ones(len(x_test), k, dtype=torch.int64)
+    )
+    top = votes.max(1, keepdim=True).values
+    vote_tie = ((votes == top).sum(1) > 1).numpy()
+    return dist_tie, vote_tie
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sk-l1-repeats", type=int, default=1, help="scikit-learn's L1 k-NN takes minutes a run")
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--linear", action="store_true", help="add linear softmax vs LogisticRegression")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "classic_vs_sklearn.md"))
+    args = ap.parse_args()
+
+    from sklearn import __version__ as sk_version
+    from sklearn.naive_bayes import GaussianNB as SkGNB
+    from sklearn.neighbors import KNeighborsClassifier as SkKNN
+
+    started = datetime.now()
+    load_start = os.getloadavg()
+    train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+    x_train = train.images.flatten(1).float() / 255  # (60000, 784) float32 in [0, 1]
+    x_test = test.images.flatten(1).float() / 255
+    y_train, y_test = train.labels, test.labels
+    xn_train, xn_test, yn_train, yn_test = x_train.numpy(), x_test.numpy(), y_train.numpy(), y_test.numpy()
+    k = args.k
+    rows = []
+
+    for metric, sk_metric, sk_repeats in (
+        ("l2", "euclidean", args.repeats),
+        ("l1", "manhattan", args.sk_l1_repeats),
+    ):
+        stats = {}
+
+        def ours(metric: str = metric) -> np.ndarray:
+            clf = KNeighborsClassifier(k=k, metric=metric).fit(x_train, y_train)
+            pred = clf.predict(x_test).numpy()
+            stats.update(kind=clf.stats.kind, exact=clf.stats.exact_per_query)
+            return pred
+
+        def theirs(sk_metric: str = sk_metric) -> np.ndarray:
+            return SkKNN(n_neighbors=k, metric=sk_metric, n_jobs=-1).fit(xn_train, yn_train).predict(xn_test)
+
+        t_ours, p_ours = timed(ours, args.repeats)
+        print(f"imgcls knn {metric}: {spread(t_ours)} s ({stats})", flush=True)
+        t_sk, p_sk = timed(theirs, sk_repeats) if sk_repeats else ([], None)
+        print(f"sklearn knn {metric}: {spread(t_sk)} s", flush=True)
+        dist_tie, vote_tie = knn_ties(x_train, y_train, x_test, metric, k)
+        row = {
+            "name": f"k-NN {metric.upper()}, k={k}",
+            "ours": t_ours,
+            "sk": t_sk,
+            "acc_ours": float((p_ours == yn_test).mean()),
+            "acc_sk": None if p_sk is None else float((p_sk == yn_test).mean()),
+            "paper": PAPER["knn"],
+            "note": f"{stats['kind']}, {stats['exact']:.0f} exact distances per query",
+        }
+        if p_sk is not None:
+            differ = p_ours != p_sk
+            row["agree"] = 1 - float(differ.mean())
+            row["ties"] = (
+                f"{int(differ.sum())} differ: {int((differ & dist_tie).sum())} distance tie, "
+                f"{int((differ & vote_tie & ~dist_tie).sum())} vote tie, "
+                f"{int((differ & ~dist_tie & ~vote_tie).sum())} unexplained "
+                f"(ties in all: {int(dist_tie.sum())} distance, {int(vote_tie.sum())} vote)"
+            )
+        rows.append(row)
+
+    def nb_ours() -> np.ndarray:
+        return GaussianNB().fit(x_train, y_train).predict(x_test).numpy()
+
+    def nb_theirs() -> np.ndarray:
+        return SkGNB().fit(xn_train, yn_train).predict(xn_test)
+
+    t_ours, p_ours = timed(nb_ours, args.repeats)
+    t_sk, p_sk = timed(nb_theirs, args.repeats)
+    print(f"naive Bayes: imgcls {spread(t_ours)} s, sklearn {spread(t_sk)} s", flush=True)
+    differ = p_ours != p_sk
+    rows.append(
+        {
+            "name": "Gaussian naive Bayes",
+            "ours": t_ours,
+            "sk": t_sk,
+            "acc_ours": float((p_ours == yn_test).mean()),
+            "acc_sk": float((p_sk == yn_test).mean()),
+            "agree": 1 - float(differ.mean()),
+            "ties": f"{int(differ.sum())} differ",
+            "paper": PAPER["nb"],
+            "note": "float64, var_smoothing 1e-9",
+        }
+    )
+
+    if args.linear:
+        rows.append(linear_row(x_train, y_train, x_test, y_test, args.repeats))
+
+    load_end = os.getloadavg()
+    lines = [
+        "# imgcls.classic vs scikit-learn on Fashion-MNIST",
+        "",
+        f"`python benchmarks/classic_vs_sklearn.py` (repeats {args.repeats}, scikit-learn L1 k-NN "
+        f"{args.sk_l1_repeats}), {started:%Y-%m-%d %H:%M}.",
+        "",
+        f"Hardware: {hardware()}; scikit-learn {sk_version} with n_jobs=-1; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}. The machine is shared: load average "
+        f"{load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end (2 cores).",
+        "",
+        "Data: 60,000 train / 10,000 test images, 784 pixels as float32 in [0, 1], the same arrays for both. "
+        "Times are fit + predict in seconds, mean ± std (min-max, n runs).",
+        "",
+        "| method | imgcls time (s) | scikit-learn time (s) | speed-up | imgcls acc | sklearn acc | paper acc "
+        "| agreement | disagreements | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        speed = f"{statistics.fmean(r['sk']) / statistics.fmean(r['ours']):.1f}x" if r["sk"] else "-"
+        acc_sk = "-" if r.get("acc_sk") is None else f"{r['acc_sk']:.4f}"
+        agree = f"{r['agree']:.4f}" if "agree" in r else "-"
+        lines.append(
+            f"| {r['name']} | {spread(r['ours'])} | {spread(r['sk'])} | {speed} | {r['acc_ours']:.4f} | {acc_sk} "
+            f"| {r['paper']} | {agree} | {r.get('ties', '-')} | {r['note']} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written to {out}")
+
+
+def linear_row(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, repeats: int
+) -> dict:
+    """The linear softmax classifier (imgcls trainer, 10 epochs SGD) against LogisticRegression (lbfgs)."""
+    import tempfile
+
+    from sklearn.linear_model import LogisticRegression
+
+    from imgcls.classic import run_baseline
+
+    accs = []
+
+    def ours() -> np.ndarray:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = run_baseline("linear", device="cpu", out_dir=tmp, progress=False)
+        accs.append(r.top1)
+        return np.array([])
+
+    def theirs() -> np.ndarray:
+        clf = LogisticRegression(max_iter=200).fit(x_train.numpy(), y_train.numpy())
+        return clf.predict(x_test.numpy())
+
+    t_ours, _ = timed(ours, repeats)
+    t_sk, p_sk = timed(theirs, 1)
+    print(f"linear: imgcls {spread(t_ours)} s, sklearn {spread(t_sk)} s", flush=True)
+    return {
+        "name": "linear softmax / LogisticRegression",
+        "ours": t_ours,
+        "sk": t_sk,
+        "acc_ours": statistics.fmean(accs),
+        "acc_sk": float((p_sk == y_test.numpy()).mean()),
+        "paper": PAPER["linear"],
+        "note": "imgcls: 10 epochs SGD lr 0.05 (trainer, incl. data loading); sklearn: lbfgs, 200 iterations",
+    }
+
+
+if __name__ == "__main__":
+    main()

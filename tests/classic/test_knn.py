@@ -1,0 +1,172 @@
+"""k-NN: against a brute-force reference and scikit-learn, tie-breaks, chunking, top-k, the pixel paths, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from imgcls.classic import KNeighborsClassifier, pixel_grid
+from imgcls.errors import ConfigError, DataError
+
+
+def brute_force(train: np.ndarray, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """All distances in float64, then a stable sort: equal distances keep the training order."""
+    a, b = query.astype(np.float64), train.astype(np.float64)
+    if metric == "l2":
+        d = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+    elif metric == "l1":
+        d = np.abs(a[:, None] - b[None]).sum(-1)
+    else:
+        d = 1 - (a @ b.T) / (np.linalg.norm(a, axis=1)[:, None] * np.linalg.norm(b, axis=1)[None])
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+def _data(kind: str, n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if kind == "pixels":  # few distinct values: many exactly equal distances
+        return (rng.integers(0, 4, (n, d)) * 60).astype(np.uint8), (rng.integers(0, 4, (q, d)) * 60).astype(
+            np.uint8
+        )
+    return rng.normal(size=(n, d)), rng.normal(size=(q, d))
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1", "cosine"])
+@pytest.mark.parametrize("kind", ["float", "pixels"])
+def test_neighbours_match_brute_force(metric: str, kind: str) -> None:
+    train, query = _data(kind, 700, 40, 24, seed=1)
+    if metric == "cosine" and kind == "pixels":
+        train[:, 0] = query[:, 0] = 60  # no all-zero vector
+    clf = KNeighborsClassifier(k=7, metric=metric).fit(train, np.zeros(len(train), dtype=int))
+    dist, idx = clf.kneighbors(query)
+    ref_d, ref_i = brute_force(train, query, 7, metric)
+    np.testing.assert_array_equal(idx.numpy(), ref_i)
+    np.testing.assert_allclose(dist.numpy(), ref_d, rtol=1e-9, atol=1e-9)
+    assert clf.stats.kind.startswith("int8" if kind == "pixels" and metric != "cosine" else "float")
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1", "cosine"])
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_predictions_match_scikit_learn(metric: str, weights: str) -> None:
+    from sklearn.neighbors import KNeighborsClassifier as SkKNN
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(4, 10)) * 1.5
+    y = rng.integers(0, 4, 400)
+    x = centres[y] + rng.normal(size=(400, 10))
+    xq = centres[rng.integers(0, 4, 120)] + rng.normal(size=(120, 10))
+    sk_metric = {"l2": "euclidean", "l1": "manhattan", "cosine": "cosine"}[metric]
+    sk = SkKNN(n_neighbors=6, metric=sk_metric, weights=weights, algorithm="brute").fit(x, y)
+    ours = KNeighborsClassifier(k=6, metric=metric, weights=weights, tie_break="label").fit(x, y)
+    np.testing.assert_array_equal(ours.predict(xq).numpy(), sk.predict(xq))
+    np.testing.assert_allclose(ours.predict_proba(xq).numpy(), sk.predict_proba(xq), rtol=1e-9, atol=1e-12)
+
+
+def test_vote_tie_goes_to_the_class_with_the_nearest_member() -> None:
+    # on a line from the query at 0: class 1 at 1 and 4, class 0 at 2 and 3: two votes each
+    x = np.array([[1.0], [2.0], [3.0], [4.0]])
+    y = np.array([1, 0, 0, 1])
+    q = np.array([[0.0]])
+    assert KNeighborsClassifier(k=4).fit(x, y).predict(q).tolist() == [1]  # class 1 has the nearest member
+    assert KNeighborsClassifier(k=4, tie_break="label").fit(x, y).predict(q).tolist() == [0]  # smallest label
+
+
+def test_equal_distances_are_ordered_by_training_index() -> None:
+    x = np.array([[5.0, 5.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    y = np.array([0, 3, 2, 1, 2])
+    clf = KNeighborsClassifier(k=3).fit(x, y)
+    dist, idx = clf.kneighbors(np.zeros((1, 2)))
+    assert idx.tolist() == [[1, 2, 3]] and dist.tolist() == [[1.0, 1.0, 1.0]]
+    # three classes tie with one vote: the first neighbour (index 1, class 3) decides, again and again
+    assert {int(clf.predict(np.zeros((1, 2)))[0]) for _ in range(3)} == {3}
+
+
+def test_chunks_give_the_same_answer_as_one_chunk() -> None:
+    train, query = _data("pixels", 3000, 200, 64, seed=3)
+    y = np.arange(3000) % 5
+    big = KNeighborsClassifier(k=5, metric="l1").fit(train, y)
+    tiny = KNeighborsClassifier(k=5, metric="l1", memory_budget_mb=0.05).fit(train, y)
+    d1, i1 = big.kneighbors(query)
+    d2, i2 = tiny.kneighbors(query)
+    assert tiny.stats.chunks > big.stats.chunks >= 1
+    assert torch.equal(i1, i2) and torch.equal(d1, d2)
+    assert torch.equal(big.predict_topk(query, 3), tiny.predict_topk(query, 3))
+
+
+def test_memory_budget_below_one_row_is_refused() -> None:
+    clf = KNeighborsClassifier(k=1, memory_budget_mb=0.001).fit(
+        np.zeros((5000, 3)), np.zeros(5000, dtype=int)
+    )
+    with pytest.raises(ConfigError, match="memory_budget_mb"):
+        clf.kneighbors(np.zeros((1, 3)))
+
+
+def test_topk_ranks_by_votes_then_nearest_member_then_label() -> None:
+    # neighbours of 0 in order: classes 2, 2, 1, 3, 2 -> votes 2:3, 1:1, 3:1 (1 is nearer), then 0, 4 unvoted
+    x = np.arange(1.0, 6.0)[:, None]
+    y = np.array([2, 2, 1, 3, 2])
+    clf = KNeighborsClassifier(k=5).fit(x, y, num_classes=5)
+    assert clf.predict_topk(np.zeros((1, 1)), 5).tolist() == [[2, 1, 3, 0, 4]]
+    assert clf.predict(np.zeros((1, 1))).tolist() == [2]
+    np.testing.assert_allclose(clf.predict_proba(np.zeros((1, 1))).numpy(), [[0, 0.2, 0.6, 0.2, 0]])
+
+
+def test_distance_weights_let_an_exact_match_decide() -> None:
+    x = np.array([[0.0], [0.1], [0.2], [5.0]])
+    y = np.array([1, 0, 0, 1])
+    clf = KNeighborsClassifier(k=4, weights="distance").fit(x, y)
+    assert clf.predict(np.array([[5.0]])).tolist() == [1]
+    np.testing.assert_allclose(clf.predict_proba(np.array([[5.0]])).numpy(), [[0.0, 1.0]])
+
+
+def test_pixels_as_uint8_and_as_floats_on_the_255_grid_agree() -> None:
+    train, query = _data("pixels", 500, 30, 16, seed=4)
+    y = np.arange(500) % 3
+    for metric, scale in (("l2", 255.0), ("l1", 255.0)):
+        a = KNeighborsClassifier(k=4, metric=metric).fit(train, y)
+        b = KNeighborsClassifier(k=4, metric=metric).fit(torch.from_numpy(train).float() / 255, y)
+        da, ia = a.kneighbors(query)
+        db, ib = b.kneighbors(torch.from_numpy(query).float() / 255)
+        assert a.stats.kind == b.stats.kind == f"int8-{metric}"
+        assert torch.equal(ia, ib)
+        torch.testing.assert_close(da / scale, db)
+
+
+def test_pixel_grid_detection() -> None:
+    u8 = torch.tensor([[0, 17, 255]], dtype=torch.uint8)
+    assert pixel_grid(u8)[1] == 1.0
+    grid, scale = pixel_grid(u8.float() / 255)
+    assert scale == 255.0 and torch.equal(grid, u8)
+    assert pixel_grid(torch.tensor([[0.5, 0.25]])) is None  # not on the 1/255 grid
+    assert pixel_grid(torch.tensor([[300, 2]])) is None  # integers beyond a byte
+
+
+def test_a_class_without_training_samples_is_fine() -> None:
+    clf = KNeighborsClassifier(k=1).fit(np.array([[0.0], [1.0]]), np.array([0, 2]), num_classes=4)
+    assert clf.predict_proba(np.array([[0.9]])).tolist() == [[0.0, 0.0, 1.0, 0.0]]
+
+
+def test_bad_input_gives_one_clear_error() -> None:
+    x, y = np.random.default_rng(0).normal(size=(10, 3)), np.arange(10) % 2
+    clf = KNeighborsClassifier(k=3).fit(x, y)
+    with pytest.raises(DataError, match="queries have 4 features but the training data has 3"):
+        clf.predict(np.zeros((2, 4)))
+    with pytest.raises(ConfigError, match="larger than the training set"):
+        KNeighborsClassifier(k=11).fit(x, y)
+    with pytest.raises(ConfigError, match="k must be a positive integer"):
+        KNeighborsClassifier(k=0)
+    with pytest.raises(ConfigError, match="unknown metric"):
+        KNeighborsClassifier(metric="l3")
+    bad = x.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(DataError, match="NaN .* row 4"):
+        KNeighborsClassifier(k=3).fit(bad, y)
+    with pytest.raises(DataError, match="NaN"):
+        clf.predict(bad)
+    with pytest.raises(DataError, match="one per sample"):
+        KNeighborsClassifier(k=3).fit(x, y[:-1])
+    with pytest.raises(DataError, match="all zeros"):
+        KNeighborsClassifier(k=1, metric="cosine").fit(np.zeros((3, 2)), [0, 1, 0]).predict(np.ones((1, 2)))
+    with pytest.raises(ConfigError, match="not fitted"):
+        KNeighborsClassifier().predict(x)
