@@ -102,7 +102,7 @@ def main() -> None:
     ):
         stats = {}
 
-        def ours(metric: str = metric) -> np.ndarray:
+        def ours(metric: str = metric, stats: dict = stats) -> np.ndarray:
             clf = KNeighborsClassifier(k=k, metric=metric).fit(x_train, y_train)
             pred = clf.predict(x_test).numpy()
             stats.update(kind=clf.stats.kind, exact=clf.stats.exact_per_query)

@@ -6,19 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from imgcls.classic import KNeighborsClassifier, pixel_grid
+from imgcls.classic import KNeighborsClassifier, knn, pixel_grid
 from imgcls.errors import ConfigError, DataError
 
 
 def brute_force(train: np.ndarray, query: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """All distances in float64, then a stable sort: equal distances keep the training order."""
-    a, b = query.astype(np.float64), train.astype(np.float64)
-    if metric == "l2":
-        d = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
-    elif metric == "l1":
-        d = np.abs(a[:, None] - b[None]).sum(-1)
-    else:
-        d = 1 - (a @ b.T) / (np.linalg.norm(a, axis=1)[:, None] * np.linalg.norm(b, axis=1)[None])
+    b = train.astype(np.float64)
+    rows = []
+    for a in np.array_split(query.astype(np.float64), max(1, len(query) // 50)):  # bounded temporaries
+        if metric == "l2":
+            rows.append(np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)))
+        elif metric == "l1":
+            rows.append(np.abs(a[:, None] - b[None]).sum(-1))
+        else:
+            rows.append(
+                1 - (a @ b.T) / (np.linalg.norm(a, axis=1)[:, None] * np.linalg.norm(b, axis=1)[None])
+            )
+    d = np.concatenate(rows)
     idx = np.argsort(d, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(d, idx, 1), idx
 
@@ -44,6 +49,28 @@ def test_neighbours_match_brute_force(metric: str, kind: str) -> None:
     np.testing.assert_array_equal(idx.numpy(), ref_i)
     np.testing.assert_allclose(dist.numpy(), ref_d, rtol=1e-9, atol=1e-9)
     assert clf.stats.kind.startswith("int8" if kind == "pixels" and metric != "cosine" else "float")
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1", "cosine"])
+@pytest.mark.parametrize("kind", ["float", "pixels"])
+def test_projection_windows_keep_the_search_exact(
+    metric: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # superblocks of 512 (not 4,096) samples: 12 of them, products skipped outside the queries' windows
+    monkeypatch.setattr(knn, "_SUPERBLOCK", 512)
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(6, 8)) * 3
+    train = centres[rng.integers(0, 6, 6000)] + rng.normal(size=(6000, 8))
+    query = centres[rng.integers(0, 6, 300)] + rng.normal(size=(300, 8))
+    if kind == "pixels":
+        train, query = (np.clip(a * 12 + 128, 0, 255).astype(np.uint8) for a in (train, query))
+        train[5000:5100] = train[:100]  # exact duplicates: ties
+    clf = KNeighborsClassifier(k=5, metric=metric).fit(train, np.zeros(len(train), dtype=int))
+    dist, idx = clf.kneighbors(query)
+    ref_d, ref_i = brute_force(train, query, 5, metric)
+    np.testing.assert_array_equal(idx.numpy(), ref_i)
+    np.testing.assert_allclose(dist.numpy(), ref_d, rtol=1e-9, atol=1e-9)
+    assert clf.stats.product_share < 1.0  # some products were skipped
 
 
 @pytest.mark.parametrize("metric", ["l2", "l1", "cosine"])

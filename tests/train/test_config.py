@@ -60,3 +60,10 @@ def test_bad_yaml(tmp_path: Path) -> None:
         resolve_config([f])
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_config([tmp_path / "missing.yaml"])
+
+
+def test_fast_preset_is_what_plain_train_runs() -> None:
+    plain, fast = resolve_config(), resolve_config(overrides={"preset": "fast"})
+    assert {k: v for k, v in plain.to_dict().items() if k != "preset"} == {
+        k: v for k, v in fast.to_dict().items() if k != "preset"
+    }

@@ -149,6 +149,8 @@ def test_fallback_dataset_with_a_note(tmp_path: Path, monkeypatch, caplog) -> No
         r = train(TrainConfig(epochs=1, max_steps=2, out_dir=str(tmp_path / "runs"), progress=False))
     assert json.loads((r.run_dir / "model.json").read_text())["dataset"] == "digits"
     assert "training on 'digits' instead" in caplog.text
+    saved = (r.run_dir / "config.yaml").read_text()
+    assert "dataset: digits" in saved and "batch_size: 64" in saved and "augment: none" in saved
 
 
 def test_finetune_from_a_run_with_another_class_count(

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "run"]
 
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from imgcls.classic.baseline import METHODS
     from imgcls.classic.knn import DEFAULT_MEMORY_BUDGET_MB

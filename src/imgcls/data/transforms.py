@@ -281,6 +281,9 @@ class AugmentConfig:
 
 AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig(),
+    # Mirror only: what the fast Fashion-MNIST presets use; padded crops cost accuracy in runs of a few
+    # epochs there (93.75 % vs 92.3 % with flip TTA after 7 epochs of quicknet_s, one seed each).
+    "flip": AugmentConfig(flip=True),
     # airbench's CIFAR-10 recipe (Jordan 2024, arXiv:2404.00498): 2-pixel reflect-padded crops and flips.
     "light": AugmentConfig(crop_padding=2, flip=True),
     # + random erasing with the paper's p = 0.5 (Zhong et al. 2020, CIFAR and Fashion-MNIST experiments).

@@ -1,10 +1,18 @@
 """QuickNet: the small, fast convolutional network behind ``imgcls train``'s default presets.
 
 Not from a paper: an airbench-style design (Keller Jordan, "94% on CIFAR-10 in 3.29 seconds", 2024,
-arXiv:2404.00498) scaled down for 28x28 / 32x32 images on a 2-core CPU. A stem convolution, then stages of
-conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU that halve the resolution, global max pooling and a
-bias-free linear classifier whose logits are scaled down (airbench's ``scaling_factor``), which lets the
-trainer use a high learning rate.
+arXiv:2404.00498) adapted to 28x28 / 32x32 images on a 2-core CPU. A stem convolution, then stages of
+conv (halving the resolution) -> BN -> act -> conv -> BN -> act, global max pooling and a bias-free linear
+classifier whose logits are scaled down (airbench's ``scaling_factor``), which lets the trainer use a high
+learning rate.
+
+Where it departs from airbench, and why (measured on the 2-core CPU, see README and benchmarks/):
+- Downsampling by a stride-2 convolution instead of conv -> 2x2 max-pool: a quarter of that conv's
+  multiply-adds and no max-pool backward (9.6 M vs 18.8 M multiply-adds per image for ``quicknet_s``); at 10
+  epochs on Fashion-MNIST both reach the same accuracy (93.2 % with flip TTA, one seed each). ``downsample=
+  "pool"`` gives airbench's form.
+- ReLU instead of GELU: GELU's forward and backward were 17 % of a training step here, ReLU's are nearly
+  free (in place), at equal accuracy (93.2 % vs 93.15 %, 10 epochs, one seed each). ``act="gelu"`` restores it.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ class QuickNetConfig:
     widths: tuple[int, ...]  # channels of each stage; each stage halves the resolution
     # "pool": conv -> 2x2 max-pool (airbench); "stride": a stride-2 conv, a quarter of the multiply-adds.
     downsample: Literal["pool", "stride"] = "pool"
+    act: Literal["gelu", "relu"] = "gelu"
     logit_scale: float = 1 / 9
 
 
@@ -34,8 +43,8 @@ class QuickNetConfig:
 # 2-core CPU, see benchmarks/time_to_accuracy.py.
 VARIANTS: dict[str, tuple[QuickNetConfig, int]] = {
     # name: (config, parameter count at 10 classes, 1 channel)
-    "quicknet_s": (QuickNetConfig(stem=24, widths=(32, 64, 128)), 295_048),
-    "quicknet_m": (QuickNetConfig(stem=32, widths=(64, 128, 256)), 1_165_920),
+    "quicknet_s": (QuickNetConfig(stem=24, widths=(32, 64, 128), downsample="stride", act="relu"), 295_048),
+    "quicknet_m": (QuickNetConfig(stem=32, widths=(48, 96, 192), downsample="stride", act="relu"), 660_256),
 }
 
 
@@ -44,8 +53,12 @@ def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, momentum=0.4)
 
 
+def _act(name: str) -> nn.Module:
+    return nn.GELU() if name == "gelu" else nn.ReLU(inplace=True)
+
+
 class _Stage(nn.Sequential):
-    def __init__(self, cin: int, cout: int, downsample: str) -> None:
+    def __init__(self, cin: int, cout: int, downsample: str, act: str) -> None:
         if downsample == "pool":
             # pooling before BN/act: the BN then runs on 4x fewer values; ceil_mode keeps 7 -> 4 like stride 2
             down = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2, ceil_mode=True)]
@@ -54,10 +67,10 @@ class _Stage(nn.Sequential):
         super().__init__(
             *down,
             _bn(cout),
-            nn.GELU(),
+            _act(act),
             nn.Conv2d(cout, cout, 3, padding=1, bias=False),
             _bn(cout),
-            nn.GELU(),
+            _act(act),
         )
 
 
@@ -66,10 +79,12 @@ class QuickNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, cfg.stem, 3, padding=1, bias=False), _bn(cfg.stem), nn.GELU()
+            nn.Conv2d(in_chans, cfg.stem, 3, padding=1, bias=False), _bn(cfg.stem), _act(cfg.act)
         )
         chans = (cfg.stem, *cfg.widths)
-        self.stages = nn.Sequential(*[_Stage(a, b, cfg.downsample) for a, b in zip(chans[:-1], chans[1:])])
+        self.stages = nn.Sequential(
+            *[_Stage(a, b, cfg.downsample, cfg.act) for a, b in zip(chans[:-1], chans[1:])]
+        )
         self.num_features = cfg.widths[-1]
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(self.num_features, num_classes, bias=False)

@@ -31,7 +31,7 @@ from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
 from imgcls.models.registry import AuxOutputs
 from imgcls.models.zfnet import renormalize_filters_
 from imgcls.train import checkpoint as ckpt
-from imgcls.train.config import TrainConfig, overlay, validate
+from imgcls.train.config import FALLBACK_SETTINGS, TrainConfig, overlay, validate
 from imgcls.train.ema import ModelEma
 from imgcls.train.optim import build_optimizer, build_schedule
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
@@ -142,7 +142,9 @@ class _Trainer:
             log.warning(
                 "note: training on '%s' instead (install the dataset or pass --dataset)", cfg.fallback_dataset
             )
-            self.cfg = cfg = replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None)
+            self.cfg = cfg = overlay(
+                replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None), FALLBACK_SETTINGS, "fallback"
+            )
             self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
         self.test_set = load_dataset(cfg.dataset, "test", **kwargs)
         self.info = self.train_set.info
