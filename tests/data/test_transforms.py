@@ -159,8 +159,9 @@ def test_normalize_uint8_and_float_agree() -> None:
 
 
 def test_presets_and_config_validation() -> None:
-    assert set(AUGMENT_PRESETS) == {"none", "light", "standard", "strong"}
+    assert set(AUGMENT_PRESETS) == {"none", "flip", "light", "standard", "strong"}
     assert AUGMENT_PRESETS["none"] == AugmentConfig() and not AUGMENT_PRESETS["light"].mixes
+    assert AUGMENT_PRESETS["flip"] == AugmentConfig(flip=True)
     assert AUGMENT_PRESETS["strong"].mixes and get_augment("light").flip
     with pytest.raises(UnknownNameError, match="light"):
         get_augment("lite")

@@ -74,7 +74,7 @@ class TrainConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <model>-<dataset>-<time>
     resume: str | None = None  # a run directory to continue
-    eval_every: int = 1  # evaluate every N epochs (and always at the end)
+    eval_every: int = 3  # evaluate every N epochs (and always at the end)
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
     progress: bool = True
     preset: str | None = None  # "fast" or "accurate": see PRESETS
@@ -100,6 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.1,
         "augment": "flip",
         "tta_flip": True,
+        "eval_every": 3,
     },
     "accurate": {
         "model": "quicknet_m",
@@ -113,6 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.1,
         "augment": "flip",
         "tta_flip": True,
+        "eval_every": 7,
     },
 }
 

@@ -23,7 +23,7 @@ import yaml
 from torch import nn
 
 import imgcls
-from imgcls.data import AUGMENT_PRESETS, AugmentConfig, load_dataset, make_loader
+from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader
 from imgcls.errors import ConfigError, DataError, ImgclsError
 from imgcls.evaluate import EvalResult, evaluate
 from imgcls.models import create_model, get_model_spec, load_pretrained
@@ -71,17 +71,10 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def _augment_config(cfg: TrainConfig) -> AugmentConfig:
-    if cfg.augment not in AUGMENT_PRESETS:
-        from imgcls.errors import unknown_name
-
-        raise unknown_name("augmentation preset", cfg.augment, AUGMENT_PRESETS)
-    aug = AUGMENT_PRESETS[cfg.augment]
-    overrides = {
-        k: getattr(cfg, k)
-        for k in ("crop_padding", "flip", "erasing", "mixup", "cutmix")
-        if getattr(cfg, k) is not None
-    }
-    return replace(aug, **overrides)
+    """The named augmentation preset with the config's explicit overrides applied."""
+    fields_ = ("crop_padding", "flip", "erasing", "mixup", "cutmix")
+    overrides = {k: getattr(cfg, k) for k in fields_ if getattr(cfg, k) is not None}
+    return replace(get_augment(cfg.augment), **overrides)
 
 
 def _resume_config(cfg: TrainConfig) -> TrainConfig:
@@ -143,7 +136,9 @@ class _Trainer:
                 "note: training on '%s' instead (install the dataset or pass --dataset)", cfg.fallback_dataset
             )
             self.cfg = cfg = overlay(
-                replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None), FALLBACK_SETTINGS, "fallback"
+                replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None),
+                FALLBACK_SETTINGS,
+                "fallback",
             )
             self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
         self.test_set = load_dataset(cfg.dataset, "test", **kwargs)
