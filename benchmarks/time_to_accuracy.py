@@ -16,6 +16,11 @@ checkpoints.
 
 from __future__ import annotations
 
+import os
+
+# Passive OpenMP waiting, as `import imgcls` sets it, must be in place before torch loads (see README).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import logging

@@ -12,6 +12,11 @@ kernels): the README discusses those.
 
 from __future__ import annotations
 
+import os
+
+# Passive OpenMP waiting, as `import imgcls` sets it, must be in place before torch loads (see README).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import csv
 import logging

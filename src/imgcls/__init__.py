@@ -4,7 +4,7 @@ import os as _os
 
 # OpenMP worker threads that spin while they wait fight every other busy process for the cores: on the 2-core
 # machines we develop on, with one core busy elsewhere, a quicknet_s training step ran at 580 img/s with
-# spinning and 2,644 img/s with passive waiting (benchmarks/README in the top-level README). It must be set
+# spinning and 2,644 img/s with passive waiting (README, "Speed"). It must be set
 # before torch loads OpenMP, so it only takes effect when imgcls is imported first; a user's setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -55,7 +55,7 @@ def test_schedules_warm_up_then_follow_their_shape(schedule: str) -> None:
 
 
 def test_min_lr_ratio_is_the_floor() -> None:
-    cfg = TrainConfig(schedule="cosine", min_lr_ratio=0.1, epochs=1)
+    cfg = TrainConfig(schedule="cosine", min_lr_ratio=0.1, epochs=1, warmup_epochs=0)
     assert lr_factor(cfg, 99, 100, 100.0) == pytest.approx(0.1, abs=1e-3)
 
 

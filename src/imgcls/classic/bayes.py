@@ -109,7 +109,8 @@ class GaussianNB:
         self.num_classes = c
         if bool((self.var == 0).any()):
             raise DataError(
-                "a feature has zero variance in some class and var_smoothing is 0: use var_smoothing > 0"
+                "a feature has zero variance within a class and nothing lifts it (var_smoothing=0, or every "
+                "feature is constant over the training set): use var_smoothing > 0, or drop constant features"
             )
         # log N(x; mu, var) = -0.5 log(2 pi var) - 0.5 (x - mu)^2 / var; the first term per class, once
         self._log_norm = torch.log(self.class_prior) - 0.5 * torch.log(2 * math.pi * self.var).sum(1)

@@ -19,15 +19,16 @@ How the search is exact and fast (the brute force a k-NN needs is ``Q x N x D`` 
 10,000 x 60,000 x 784): a cheap *lower bound* of every distance comes from matrix products, the bounds pick
 candidates, and only candidates get their exact distance.
 
-1. Training samples are sorted by a projection ``p(x) = v.x`` on the first principal direction (for L1 its
-   signs), which never exceeds the distance: ``|p(a) - p(b)| <= |a - b|``. Cut into superblocks of about
-   4,096 samples, each covering a range of ``p``. Queries are processed in chunks sorted by ``p``.
-2. For a chunk, the bounds against the superblocks around its own ``p`` are computed first. They are
-   grouped in blocks of 16 samples; the samples with the smallest bounds in the ``2k`` most promising
-   blocks get their exact distance, and the k-th smallest of those, ``U``, is at least the true k-th
-   distance. Only superblocks within ``window(U)`` of a query's ``p`` can hold a neighbour: those are added,
-   each for the queries it is within reach of (on Fashion-MNIST 52% of the products are computed for L2,
-   37% for L1), and ``U`` is taken again.
+1. Training samples are projected on the first two principal directions, ``p(x) = V x``, which never
+   stretch a distance: for L2 ``|p(a) - p(b)| <= |a - b|`` (orthonormal directions); for L1 each signed
+   direction alone gives ``|v.(a - b)| <= |a - b|_1``. Sorted into slabs of the first projection and cells of
+   the second, about 4,096 samples a cell (a superblock), each with its bounding box in ``p``. Queries are
+   processed in chunks of neighbouring ``p``.
+2. For a chunk, the bounds against the cells its queries fall in are computed first. They are grouped in
+   blocks of 16 samples; the samples with the smallest bounds in the ``2k`` most promising blocks get their
+   exact distance, and the k-th smallest of those, ``U``, is at least the true k-th distance. Only cells
+   whose box lies within ``window(U)`` of a query's ``p`` can hold a neighbour: those are added, each for
+   the queries within reach of it, and ``U`` is taken again.
 3. Every sample whose bound is at most ``U`` is a candidate (all true neighbours are, since a bound never
    exceeds its distance); each gets its exact distance, and the ``k`` smallest (ties by index) are returned.
    ``U`` shrinks as candidates are checked.
@@ -189,10 +190,11 @@ class _Space:
 
     Storage order, two levels:
 
-    - *Superblocks* (about 4096 samples each) are consecutive ranges of the samples sorted by a projection
-      ``p(x) = v.x`` with ``|p(a) - p(b)| <= window(d(a, b))``: a query needs only the superblocks whose
-      ``p`` range comes within ``window(U)`` of its own ``p``. The matrix product is taken one superblock at
-      a time, and only for those.
+    - *Superblocks*: cells of about 4,096 samples in the plane of the two projections ``p(x) = V x`` (slabs
+      of the first, cells of the second), each with its bounding box. ``window(u)`` bounds how far in ``p``
+      a sample at distance ``<= u`` can be (:meth:`box_gap` measures it), so a query needs only the cells
+      whose box comes within ``window(U)``. The matrix product is taken one superblock at a time, and only
+      for the queries that need it.
     - Within a superblock, samples are sorted by ``base`` and laid out in strided blocks of 16 (block ``j``
       at positions ``j, j + B, ..., j + 15 B`` of the superblock). A block's bound is then
       ``base_min[j] - max(prod over the block)``: a max over 16 contiguous rows of the product, and no pass
@@ -211,19 +213,31 @@ class _Space:
     base: torch.Tensor
     base_min: torch.Tensor
     order: torch.Tensor
-    proj_lo: torch.Tensor | None = None  # (superblocks,) smallest / largest projection in each
+    proj_lo: torch.Tensor | None = None  # (superblocks, 2) smallest / largest projections in each
     proj_hi: torch.Tensor | None = None
+    slab_edges: torch.Tensor | None = None  # first-projection values that separate the slabs
     proj_eps: float = 0.0
+    box_norm = 2.0  # how the two projection gaps combine into one bound: 2 (Euclidean) or inf (max)
 
     def _arrange(self, base: torch.Tensor, big: float, proj: torch.Tensor | None) -> torch.Tensor:
         """Lay out the samples as the class docstring says; sets the layout attributes; returns ``order``."""
         n = base.shape[0]
         s_count = max(1, -(-n // _SUPERBLOCK)) if proj is not None else 1
+        slabs = max(1, round(s_count**0.5))
+        s_count = slabs * -(-s_count // slabs)  # a whole number of cells per slab
         b = -(-n // (_BLOCK * s_count))
         size = _BLOCK * b  # samples per superblock
         self.n, self.sb_count, self.sb_blocks, self.nb = n, s_count, b, s_count * b
         dev = base.device
-        ranked = torch.argsort(proj, stable=True) if proj is not None else torch.arange(n, device=dev)
+        if proj is None:
+            ranked = torch.arange(n, device=dev)
+        else:  # slabs of the first projection, cells of the second within each slab
+            by_first = torch.argsort(proj[:, 0], stable=True)
+            slab_size = (s_count // slabs) * size
+            slab_of = torch.arange(n, device=dev) // slab_size
+            o = torch.argsort(proj[by_first, 1], stable=True)
+            ranked = by_first[o[torch.argsort(slab_of[o], stable=True)]]
+            self.slab_edges = proj[by_first[torch.arange(1, slabs, device=dev) * slab_size], 0]
         ranked = torch.cat([ranked, torch.full((s_count * size - n,), n, dtype=torch.int64, device=dev)])
         full = torch.cat([base, base.new_full((1,), big)])
         # by base within each superblock: stable sorts by base, then by superblock
@@ -234,12 +248,26 @@ class _Space:
         self.base = full[self.order]
         self.base_min = self.base.view(s_count, _BLOCK, b)[:, 0, :].reshape(-1)  # lane 0: smallest in block
         if proj is not None:
-            sorted_p = proj[ranked[:n]]
-            starts = torch.arange(s_count, device=dev) * size
-            self.proj_lo = sorted_p[starts]
-            self.proj_hi = sorted_p[(starts + size).clamp(max=n) - 1]
+            cells = torch.cat([proj, proj.new_full((1, proj.shape[1]), math.nan)])[ranked].view(
+                s_count, size, -1
+            )
+            self.proj_lo = torch.where(cells.isnan(), math.inf, cells).amin(1)  # (padding is NaN: ignored)
+            self.proj_hi = torch.where(cells.isnan(), -math.inf, cells).amax(1)
             self.proj_eps = 1e-9 * (float(proj.abs().max()) + 1.0)  # float64 rounding of the projections
         return self.order
+
+    def query_order(self, proj: torch.Tensor) -> torch.Tensor:
+        """Queries by slab, then by the second projection: a chunk then covers few cells."""
+        slab = torch.bucketize(proj[:, 0], self.slab_edges, right=True)
+        o = torch.argsort(proj[:, 1], stable=True)
+        return o[torch.argsort(slab[o], stable=True)]
+
+    def box_gap(self, proj: torch.Tensor) -> torch.Tensor:
+        """``(m, S)``: how far each query's projections lie outside each superblock's box (the bound)."""
+        gap = (self.proj_lo[None] - proj[:, None]).clamp(min=0) + (proj[:, None] - self.proj_hi[None]).clamp(
+            min=0
+        )
+        return gap.norm(p=self.box_norm, dim=2)
 
     def prepare(self, q: torch.Tensor) -> _Query:
         raise NotImplementedError
@@ -283,11 +311,18 @@ class _PixelSpace(_Space):
         self.mult = 1 if metric == "l2" else _PIECE  # bound units per unit of distance
         norms = self._norms(x)
         self.parity = torch.cat([norms % 2, norms.new_zeros(1)])  # (index n: padding)
-        # Projection: L2 on the first principal direction (|v.(a-b)| <= |a-b|_2 for a unit v); L1 on its signs
-        # (|v.(a-b)| <= |a-b|_1 for entries in [-1, 1]), integer weights on integer pixels: exact.
-        v = _principal_direction(x)
-        self.v = v if metric == "l2" else torch.sign(v)
-        proj = _chunked_matvec(x, self.v) if x.shape[0] > _SUPERBLOCK else None
+        self.x = _shift(x)  # (N, D) int8 a - 128, original order, for the exact distances
+        # Projection on int8 weights v, an int8 product (the shift by 128 moves every p alike): for L2 the
+        # first principal direction scaled to +-127, |v.(a-b)| <= |v| |a-b|_2; for L1 its signs,
+        # |v.(a-b)| <= |a-b|_1. Integers throughout: exact.
+        v = _principal_directions(x)  # (D, 2)
+        if metric == "l2":
+            self.v = torch.round(v / v.abs().amax(0).clamp(min=1e-300) * 127).to(torch.int8)
+            # |V.(a-b)|_2 <= sigma_max(V) |a-b|_2; the margin covers the float64 singular value
+            self.v_norm = float(torch.linalg.matrix_norm(self.v.double(), ord=2)) * (1 + 1e-9)
+        else:  # each |v_i.(a-b)| <= |a-b|_1: the larger of the two gaps is a bound
+            self.v, self.v_norm, self.box_norm = torch.sign(v).to(torch.int8), 1.0, math.inf
+        proj = self.projection(x) if x.shape[0] > _SUPERBLOCK else None
         # bound = h - a.b with h = floor(|b|^2 / 2): half the squared distance less the query's own |a|^2.
         order = self._arrange(torch.div(norms, 2, rounding_mode="floor"), _INT32_MAX, proj)
         self.base, self.base_min = self.base.to(torch.int32), self.base_min.to(torch.int32)
@@ -295,7 +330,6 @@ class _PixelSpace(_Space):
         codes_t = self._encode(xs.T.contiguous(), dim=0)  # (K, n_pad) int8: the layout _int_mm wants
         codes_t[:, (order == self.n).nonzero().view(-1)] = 0  # padding: product 0, the bound stays largest
         self.codes_t = codes_t
-        self.x = _shift(x)  # (N, D) int8 a - 128, original order, for the exact distances
         self.ones = torch.ones(x.shape[1], 1, dtype=torch.int8)
         self.sums = _row_sums(x)
 
@@ -321,18 +355,17 @@ class _PixelSpace(_Space):
         return out
 
     def prepare(self, q: torch.Tensor) -> _Query:
-        codes, norms, sums = self._encode(q, dim=1), self._norms(q), _row_sums(q)
-        return _Query(x=_shift(q), codes=codes, norms=norms, sums=sums, proj=self.projection(q))
+        return _Query(x=_shift(q), codes=self._encode(q, dim=1), norms=self._norms(q), sums=_row_sums(q))
 
     def projection(self, q: torch.Tensor) -> torch.Tensor:
-        return _chunked_matvec(q, self.v)
+        return torch._int_mm(_shift(q), self.v).double()  # (m, 2), exact integers
 
     def product(self, qp: _Query, sb: int, out: torch.Tensor, rows: torch.Tensor | None) -> None:
         size, a = out.shape[1], qp.codes if rows is None else torch.index_select(qp.codes, 0, rows)
         torch._int_mm(a, self.codes_t[:, sb * size : (sb + 1) * size], out=out)  # int32, exact
 
     def window(self, u: torch.Tensor) -> torch.Tensor:
-        return (u.sqrt() if self.metric == "l2" else u) + self.proj_eps
+        return (u.sqrt() * self.v_norm if self.metric == "l2" else u) + 1e-6
 
     def threshold(self, qp: _Query, u: torch.Tensor) -> torch.Tensor:
         # L2: |a-b|^2 = |a|^2 + |b|^2 - 2 a.b >= |a|^2 + 2 (h - a.b) <= u  =>  h - a.b <= (u - |a|^2) / 2.
@@ -389,8 +422,9 @@ class _FloatSpace(_Space):
         self.radius = float(zn.max().sqrt())
         # Projection (L2 and cosine: |v.(a-b)| <= |a-b|_2; L1: signs, <= |a-b|_1) of the data as given
         # (unit-normalised for cosine), in float64.
-        v = _principal_direction(z[:n])
+        v = _principal_directions(z[:n])  # (D, 2) orthonormal
         self.v = torch.sign(v) if metric == "l1" else v
+        self.box_norm = math.inf if metric == "l1" else 2.0
         proj = self._project(x, self.norm64) if n > _SUPERBLOCK else None
         # bound = |b|^2 / 2 - a.b: half the squared chord less the query's own |a|^2 / 2
         order = self._arrange(zn / 2, math.inf, proj)
@@ -399,7 +433,7 @@ class _FloatSpace(_Space):
 
     def _project(self, x: torch.Tensor, norms: torch.Tensor | None) -> torch.Tensor:
         p = _chunked_matvec(x, self.v)
-        return p if norms is None else p / norms
+        return p if norms is None else p / norms[:, None]
 
     def projection(self, q: torch.Tensor) -> torch.Tensor:
         return self._project(q, _chunked_norms(q) if self.metric == "cosine" else None)
@@ -420,7 +454,7 @@ class _FloatSpace(_Space):
         zn = z.double().square().sum(1)
         # Rounding-error bound of the float32 |a|^2 + |b|^2 - 2 a.b (module docstring).
         delta = 4 * (self.dim + 8) * _U32 * (zn.sqrt() + self.radius) ** 2
-        return _Query(x=q, z=z, zn=zn, delta=delta, norm64=norms, proj=self._project(q, norms))
+        return _Query(x=q, z=z, zn=zn, delta=delta, norm64=norms)
 
     def product(self, qp: _Query, sb: int, out: torch.Tensor, rows: torch.Tensor | None) -> None:
         size, a = out.shape[1], qp.z if rows is None else torch.index_select(qp.z, 0, rows)
@@ -428,8 +462,9 @@ class _FloatSpace(_Space):
 
     def window(self, u: torch.Tensor) -> torch.Tensor:
         # l2: |a-b|_2 = sqrt(u); l1: |a-b|_2 <= |a-b|_1 = u; cosine: chord of unit vectors sqrt(2 u)
+        # (|V.(a-b)|_2 <= |a-b|_2 for orthonormal rows; for L1 each sign row alone, box_norm = inf)
         w = {"l2": u.sqrt(), "l1": u, "cosine": (2 * u).sqrt()}[self.metric]
-        return w * (1 + 1e-6) + self.proj_eps  # float64 data: the exact distance itself has rounding
+        return w * (1 + 1e-6) + 2 * self.proj_eps  # float64 data: the distances themselves have rounding
 
     def threshold(self, qp: _Query, u: torch.Tensor) -> torch.Tensor:
         # squared chord of the embedding, per metric: l2 d^2 = u; l1: |x|_2^2 <= |x|_1^2; cosine: 2 (1 - cos)
@@ -462,29 +497,39 @@ def _shift(x: torch.Tensor) -> torch.Tensor:
 
 
 def _chunked_matvec(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``x @ v`` in float64, in chunks of rows."""
+    """``x @ v`` in float64, in chunks of rows (``v`` a vector or a matrix)."""
     return torch.cat([x[i : i + 4096].double() @ v for i in range(0, x.shape[0], 4096)])
 
 
-def _principal_direction(x: torch.Tensor, iters: int = 25) -> torch.Tensor:
-    """Unit first principal direction (float64) of up to 2048 evenly spaced rows, by power iteration.
+def _principal_directions(x: torch.Tensor, iters: int = 25) -> torch.Tensor:
+    """The first two principal directions ``(D, 2)`` (float64, orthonormal) of up to 2048 evenly spaced rows,
+    by power iteration (the second kept orthogonal to the first).
 
-    Any unit vector gives a valid projection bound; the principal one spreads the data most, so windows
-    hold the fewest samples (float32 and a rough convergence suffice for that). Deterministic: the
-    iteration starts from the all-ones vector.
+    Any directions give valid bounds; principal ones spread the data most, so windows hold the fewest
+    samples (float32 and a rough convergence suffice for that). Deterministic: each iteration starts from a
+    fixed vector.
     """
     step = max(1, x.shape[0] // 2048)
     s = x[::step][:2048].float()
     s = s - s.mean(0)
-    v = torch.ones(s.shape[1], dtype=torch.float32, device=x.device)
-    for _ in range(iters):
-        w = s.T @ (s @ v)
-        norm = w.norm()
-        if not norm > 0:
-            break
-        v = w / norm
-    v = v.double()
-    return v / v.norm()
+    d = s.shape[1]
+    out = torch.zeros(d, 2, dtype=torch.float64, device=x.device)
+    starts = (torch.ones(d), torch.arange(d, dtype=torch.float32) % 2 * 2 - 1)
+    for i, v in enumerate(starts):
+        v = v.to(x.device)
+        for _ in range(iters):
+            w = s.T @ (s @ v)
+            if i:
+                w -= (w @ out[:, 0].float()) * out[:, 0].float()
+            norm = w.norm()
+            if not norm > 0:
+                break
+            v = w / norm
+        v = v.double()
+        if i:  # exactly orthogonal in float64
+            v = v - (v @ out[:, 0]) * out[:, 0]
+        out[:, i] = v / v.norm() if v.norm() > 0 else v
+    return out
 
 
 def _chunked_mean(x: torch.Tensor) -> torch.Tensor:
@@ -549,13 +594,15 @@ def _search(
     pair_slice = max(1024, budget_bytes // (16 * max(1, q.shape[1]) + 64))
     windowed = space.proj_lo is not None and space.sb_count > 1
     # Queries in projection order: a chunk's windows then overlap (results go back to the given order).
-    q_order = torch.argsort(space.projection(q)) if windowed else torch.arange(n_q, device=dev)
+    q_proj = space.projection(q) if windowed else None
+    q_order = space.query_order(q_proj) if windowed else torch.arange(n_q, device=dev)
     out_d = torch.empty(n_q, k, dtype=torch.float64, device=dev)
     out_i = torch.empty(n_q, k, dtype=torch.int64, device=dev)
     n_exact = n_products = 0
     for s in range(0, n_q, chunk):
         idx = q_order[s : s + chunk]
-        best_d, best_i, exact, products = _search_chunk(space, space.prepare(q[idx]), k, windowed, pair_slice)
+        proj = q_proj[idx] if q_proj is not None else None
+        best_d, best_i, exact, products = _search_chunk(space, space.prepare(q[idx]), proj, k, pair_slice)
         out_d[idx], out_i[idx] = best_d, best_i
         n_exact += exact
         n_products += products
@@ -567,10 +614,11 @@ def _search(
 
 
 def _search_chunk(
-    space: _Space, qp: _Query, k: int, windowed: bool, pair_slice: int
+    space: _Space, qp: _Query, proj: torch.Tensor | None, k: int, pair_slice: int
 ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """One chunk of queries (module docstring, steps 2 and 3): best distances and indices ``(m, k)``, the
-    number of exact distances taken and of (query, superblock) products computed."""
+    """One chunk of queries (module docstring, steps 2 and 3), with their projections (None: no windows):
+    best distances and indices ``(m, k)``, the numbers of exact distances and of (query, superblock)
+    products computed."""
     n, nb, g = space.n, space.nb, _BLOCK
     n_sb, b = space.sb_count, space.sb_blocks
     size = g * b  # positions per superblock
@@ -626,17 +674,16 @@ def _search_chunk(
         return torch.where(seeds < n, d, math.inf).view(m, n_seeds).kthvalue(k, dim=1).values
 
     # the superblocks around the chunk's projections, U from them
-    if windowed:
-        near = ((space.proj_hi >= qp.proj.min()) & (space.proj_lo <= qp.proj.max())).cpu()
+    if proj is not None:  # the cells the chunk's own projections fall in (or come nearest to)
+        gap = space.box_gap(proj)
+        near = (gap == gap.amin(1, keepdim=True)).any(0).cpu()
         compute(near.nonzero().view(-1))
     else:
         compute(torch.arange(n_sb))
     u = seed_bound()
-    # every superblock within a query's window (|p(a) - p(b)| <= window(U)), then U again
-    if windowed:
-        w = space.window(u)
-        lo, hi = qp.proj - w, qp.proj + w
-        need = ((space.proj_hi[None] >= lo[:, None]) & (space.proj_lo[None] <= hi[:, None])).cpu()  # (m, S)
+    # every superblock whose box is within a query's window (gap <= window(U)), for those queries; U again
+    if proj is not None:
+        need = (space.box_gap(proj) <= space.window(u)[:, None]).cpu()  # (m, S)
         new = need.any(0) & (rowmap[:, 0] < 0).cpu()  # superblocks not computed yet (phase 1: all rows)
         if new.any():
             compute(new.nonzero().view(-1), need)
