@@ -77,4 +77,6 @@ def test_vit_checkpoint_at_another_resolution_loads_through_the_models_hook() ->
     load_pretrained(big, small.state_dict())
     pos = big.state_dict()["encoder.pos_embedding"]
     assert pos.shape[1] == 1 + 64
-    torch.testing.assert_close(pos[:, 0], small.state_dict()["encoder.pos_embedding"][:, 0])  # class token kept
+    torch.testing.assert_close(
+        pos[:, 0], small.state_dict()["encoder.pos_embedding"][:, 0]
+    )  # class token kept

@@ -102,7 +102,9 @@ def load_pretrained(
             parts.append(f"{len(missing)} keys missing (first: {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
-        raise CheckpointError(f"checkpoint does not match the model: {'; '.join(parts)}; is it the right model?")
+        raise CheckpointError(
+            f"checkpoint does not match the model: {'; '.join(parts)}; is it the right model?"
+        )
     for k in own:
         if k.endswith("num_batches_tracked") and k not in state:
             state[k] = own[k]
