@@ -115,7 +115,13 @@ def test_chunks_give_the_same_answer_as_one_chunk() -> None:
     big = KNeighborsClassifier(k=5, metric="l1").fit(train, y)
     tiny = KNeighborsClassifier(k=5, metric="l1", memory_budget_mb=0.05).fit(train, y)
     d1, i1 = big.kneighbors(query)
-    d2, i2 = tiny.kneighbors(query)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # chunks then run in a pool of threads
+    try:
+        d2, i2 = tiny.kneighbors(query)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
     assert tiny.stats.chunks > big.stats.chunks >= 1
     assert torch.equal(i1, i2) and torch.equal(d1, d2)
     assert torch.equal(big.predict_topk(query, 3), tiny.predict_topk(query, 3))

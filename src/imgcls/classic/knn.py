@@ -22,7 +22,7 @@ candidates, and only candidates get their exact distance.
 1. Training samples are projected on the first two principal directions, ``p(x) = V x``, which never
    stretch a distance: for L2 ``|p(a) - p(b)| <= |a - b|`` (orthonormal directions); for L1 each signed
    direction alone gives ``|v.(a - b)| <= |a - b|_1``. Sorted into slabs of the first projection and cells of
-   the second, about 4,096 samples a cell (a superblock), each with its bounding box in ``p``. Queries are
+   the second, about 2,048 samples a cell (a superblock), each with its bounding box in ``p``. Queries are
    processed in chunks of neighbouring ``p``.
 2. For a chunk, the bounds against the cells its queries fall in are computed first. They are grouped in
    blocks of 16 samples; the samples with the smallest bounds in the ``2k`` most promising blocks get their
@@ -51,8 +51,10 @@ The bounds, by data kind (see :func:`pixel_grid` for what counts as pixels):
   is a lower bound of the squared L2 distance; for L1 its square root is one too (``|x|_1 >= |x|_2``), but a
   weak one: L1 on float features is close to a brute force. Candidates are checked exactly in float64.
 
-Memory: the products of a chunk of queries with the whole training set are the one large temporary; chunks
-are sized to ``memory_budget_mb`` (default 512), at most 256 queries.
+Chunks of at most 256 queries run in parallel on the CPU, one per thread (a chunk is many small operations
+in sequence, which parallelise better across chunks than within one). Memory: the products of a chunk with
+the training set are the one large temporary; chunks are sized so that those of all threads fit
+``memory_budget_mb`` (default 512).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +89,7 @@ TIE_BREAKS = ("nearest", "label")
 DEFAULT_MEMORY_BUDGET_MB = 512.0
 
 _BLOCK = 16  # training samples per strided block of step 1
-_SUPERBLOCK = 4096  # about this many samples share one range of the projection (one matrix product)
+_SUPERBLOCK = 2048  # about this many samples share one cell of the projections (one matrix product)
 _CHUNK_ROWS = 256  # queries per chunk when the budget allows: fewer starve the matrix product
 _PIECE = 64  # width of an L1 piece: 4 pieces cover 0..255, and 0..64 fits int8
 _INT32_MAX = 2**31 - 1
@@ -190,7 +193,7 @@ class _Space:
 
     Storage order, two levels:
 
-    - *Superblocks*: cells of about 4,096 samples in the plane of the two projections ``p(x) = V x`` (slabs
+    - *Superblocks*: cells of about 2,048 samples in the plane of the two projections ``p(x) = V x`` (slabs
       of the first, cells of the second), each with its bounding box. ``window(u)`` bounds how far in ``p``
       a sample at distance ``<= u`` can be (:meth:`box_gap` measures it), so a query needs only the cells
       whose box comes within ``window(U)``. The matrix product is taken one superblock at a time, and only
@@ -258,7 +261,7 @@ class _Space:
 
     def query_order(self, proj: torch.Tensor) -> torch.Tensor:
         """Queries by slab, then by the second projection: a chunk then covers few cells."""
-        slab = torch.bucketize(proj[:, 0], self.slab_edges, right=True)
+        slab = torch.bucketize(proj[:, 0].contiguous(), self.slab_edges, right=True)
         o = torch.argsort(proj[:, 1], stable=True)
         return o[torch.argsort(slab[o], stable=True)]
 
@@ -326,12 +329,12 @@ class _PixelSpace(_Space):
         # bound = h - a.b with h = floor(|b|^2 / 2): half the squared distance less the query's own |a|^2.
         order = self._arrange(torch.div(norms, 2, rounding_mode="floor"), _INT32_MAX, proj)
         self.base, self.base_min = self.base.to(torch.int32), self.base_min.to(torch.int32)
-        xs = torch.index_select(torch.cat([x, x.new_zeros(1, x.shape[1])]), 0, order)  # row n: padding
-        codes_t = self._encode(xs.T.contiguous(), dim=0)  # (K, n_pad) int8: the layout _int_mm wants
-        codes_t[:, (order == self.n).nonzero().view(-1)] = 0  # padding: product 0, the bound stays largest
-        self.codes_t = codes_t
+        xs = torch.index_select(x, 0, order.clamp(max=self.n - 1))  # storage order (padding: any row)
+        codes = self._encode(xs, dim=1)  # (n_pad, K) int8; _int_mm takes its transpose as it is
+        codes[(order == self.n).nonzero().view(-1)] = 0  # padding: product 0, the bound stays the largest
+        self.codes = codes
         self.ones = torch.ones(x.shape[1], 1, dtype=torch.int8)
-        self.sums = _row_sums(x)
+        self.sums = self._sums(self.x)
 
     def _encode(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         if self.metric == "l2":  # a - 128 in int8; |a - b| is shift-invariant
@@ -355,14 +358,21 @@ class _PixelSpace(_Space):
         return out
 
     def prepare(self, q: torch.Tensor) -> _Query:
-        return _Query(x=_shift(q), codes=self._encode(q, dim=1), norms=self._norms(q), sums=_row_sums(q))
+        qx = _shift(q)
+        return _Query(x=qx, codes=self._encode(q, dim=1), norms=self._norms(q), sums=self._sums(qx))
+
+    def _sums(self, shifted: torch.Tensor) -> torch.Tensor | None:
+        """Row sums of the pixels (L1 only), an int8 product with a column of ones: sum(a - 128) + 128 D."""
+        if self.metric != "l1":
+            return None
+        return torch._int_mm(shifted, self.ones).view(-1).long() + 128 * shifted.shape[1]
 
     def projection(self, q: torch.Tensor) -> torch.Tensor:
         return torch._int_mm(_shift(q), self.v).double()  # (m, 2), exact integers
 
     def product(self, qp: _Query, sb: int, out: torch.Tensor, rows: torch.Tensor | None) -> None:
         size, a = out.shape[1], qp.codes if rows is None else torch.index_select(qp.codes, 0, rows)
-        torch._int_mm(a, self.codes_t[:, sb * size : (sb + 1) * size], out=out)  # int32, exact
+        torch._int_mm(a, self.codes[sb * size : (sb + 1) * size].T, out=out)  # int32, exact
 
     def window(self, u: torch.Tensor) -> torch.Tensor:
         return (u.sqrt() * self.v_norm if self.metric == "l2" else u) + 1e-6
@@ -486,11 +496,6 @@ class _FloatSpace(_Space):
         return d.sqrt() if self.metric == "l2" else d
 
 
-def _row_sums(x: torch.Tensor) -> torch.Tensor:
-    """Row sums of uint8 ``x`` as int64, in chunks (the widening copy is the temporary)."""
-    return torch.cat([x[i : i + 4096].sum(1, dtype=torch.int64) for i in range(0, x.shape[0], 4096)])
-
-
 def _shift(x: torch.Tensor) -> torch.Tensor:
     """uint8 ``a`` -> int8 ``a - 128`` (flip the top bit): the order and all differences stay."""
     return (x ^ 0x80).view(torch.int8)
@@ -589,7 +594,11 @@ def _search(
             f"memory budget of {budget_bytes / 2**20:.2f} MB is too small for {space.n} training samples: "
             f"raise memory_budget_mb (--memory-budget-mb) to at least {row_bytes / 2**20:.2f}"
         )
-    chunk = max(1, min(n_q, budget_bytes // row_bytes, _CHUNK_ROWS))
+    # Chunks are many small operations one after another, which one thread each runs best: on the CPU they
+    # go to a pool of Python threads (torch releases the GIL), one intra-op thread each, memory permitting.
+    threads = torch.get_num_threads()
+    workers = threads if dev.type == "cpu" and threads > 1 and budget_bytes >= 2 * row_bytes else 1
+    chunk = max(1, min(n_q, budget_bytes // (row_bytes * workers), _CHUNK_ROWS))
     # the exact distances of a slice of pairs gather two rows of D float64 each
     pair_slice = max(1024, budget_bytes // (16 * max(1, q.shape[1]) + 64))
     windowed = space.proj_lo is not None and space.sb_count > 1
@@ -598,15 +607,27 @@ def _search(
     q_order = space.query_order(q_proj) if windowed else torch.arange(n_q, device=dev)
     out_d = torch.empty(n_q, k, dtype=torch.float64, device=dev)
     out_i = torch.empty(n_q, k, dtype=torch.int64, device=dev)
-    n_exact = n_products = 0
-    for s in range(0, n_q, chunk):
+
+    def run(s: int) -> tuple[int, int]:
         idx = q_order[s : s + chunk]
         proj = q_proj[idx] if q_proj is not None else None
         best_d, best_i, exact, products = _search_chunk(space, space.prepare(q[idx]), proj, k, pair_slice)
-        out_d[idx], out_i[idx] = best_d, best_i
-        n_exact += exact
-        n_products += products
-        stats.chunks += 1
+        out_d[idx], out_i[idx] = best_d, best_i  # disjoint rows per chunk
+        return exact, products
+
+    starts = range(0, n_q, chunk)
+    if workers > 1 and len(starts) > 1:
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                counts = list(pool.map(run, starts))
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        counts = [run(s) for s in starts]
+    n_exact = sum(c[0] for c in counts)
+    n_products = sum(c[1] for c in counts)
+    stats.chunks += len(counts)
     stats.kind, stats.queries = space.kind, n_q
     stats.exact_per_query = n_exact / max(1, n_q)
     stats.product_share = n_products / max(1, n_q * space.sb_count)
