@@ -35,7 +35,7 @@ class TrainConfig:
     fallback_dataset: str | None = "digits"  # used (with a note) when the default dataset is absent
 
     # Optimisation.
-    epochs: float = 6
+    epochs: float = 7
     batch_size: int = 512
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.4  # peak learning rate for batch_size (no silent scaling)
@@ -74,7 +74,7 @@ class TrainConfig:
     out_dir: str = "runs"
     name: str | None = None  # run directory name; default: <model>-<dataset>-<time>
     resume: str | None = None  # a run directory to continue
-    eval_every: int = 3  # evaluate every N epochs (and always at the end)
+    eval_every: int = 4  # evaluate every N epochs (and always at the end)
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
     progress: bool = True
     preset: str | None = None  # "fast" or "accurate": see PRESETS
@@ -90,7 +90,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The dataclass defaults above, spelled out: what plain ``imgcls train`` runs.
     "fast": {
         "model": "quicknet_s",
-        "epochs": 6,
+        "epochs": 7,
         "batch_size": 512,
         "optimizer": "sgd",
         "lr": 0.4,
@@ -100,7 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.1,
         "augment": "flip",
         "tta_flip": True,
-        "eval_every": 3,
+        "eval_every": 4,
     },
     "accurate": {
         "model": "quicknet_m",
