@@ -310,7 +310,8 @@ class _Trainer:
             }
             | {"dataset": self.info.name, "model": cfg.model, "per_class": last_eval.to_dict()["per_class"]},
         )
-        log.info(
+        # debug: the last epoch's log line has the test accuracy, and the CLI prints this summary itself
+        log.debug(
             "test accuracy %.2f%% (top-5 %.2f%%) after %d epochs, %.1f s of training; run in %s",
             100 * result.test_acc,
             100 * result.test_top5,
