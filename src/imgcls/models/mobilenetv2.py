@@ -31,14 +31,13 @@ Departures from the paper, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models.layers import ConvNormAct, make_divisible
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import ModelSpec, Ref, register_model
 
 __all__ = ["BLOCKS", "VARIANTS", "InvertedResidual", "MobileNetV2", "MobileNetV2Config"]
 
@@ -168,15 +167,6 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-class Ref(NamedTuple):
-    """Reference figures: parameters at 1000 classes, multiply-adds at 224 (G), ImageNet top-1 (%)."""
-
-    num_params: int
-    gflops: float | None
-    top1: float | None
-    source: str
 
 
 # Table 4 (the two MobileNetV2 rows), then the widths of Fig. 5 / Sec. 6.1 without a table row.

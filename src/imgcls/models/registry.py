@@ -29,6 +29,16 @@ __all__ = [
 ]
 
 
+class Ref(NamedTuple):
+    """Reference figures of one variant, stored beside its config row: parameters at 1000 classes,
+    multiply-adds at the native input size (G), ImageNet top-1 (%), and where they come from."""
+
+    num_params: int
+    gflops: float | None
+    top1: float | None
+    source: str
+
+
 class AuxOutputs(NamedTuple):
     """What a model with auxiliary classifiers (GoogLeNet) returns in training mode.
 

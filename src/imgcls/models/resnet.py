@@ -45,14 +45,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models.layers import DropPath, SqueezeExcite, drop_path_rates
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import ModelSpec, Ref, register_model
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNetConfig", "VARIANTS", "conv1x1", "conv3x3"]
 
@@ -304,15 +304,6 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-class Ref(NamedTuple):
-    """Reference figures of one variant: parameters at 1000 classes, GMACs at 224x224, ImageNet top-1 (%)."""
-
-    num_params: int
-    gflops: float | None
-    top1: float | None
-    source: str
 
 
 _TV = "torchvision {} IMAGENET1K_V1 (parameters, GFLOPs at 224, top-1 single crop)"

@@ -35,7 +35,6 @@ Departures from the paper, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -43,7 +42,7 @@ from torch import nn
 from imgcls.errors import ConfigError
 from imgcls.models.layers import ConvNormAct
 from imgcls.models.layers.shuffle import channel_shuffle
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import ModelSpec, Ref, register_model
 
 __all__ = ["STAGE_WIDTHS", "VARIANTS", "ShuffleNetV1", "ShuffleNetV1Config", "ShuffleUnit"]
 
@@ -173,15 +172,6 @@ class ShuffleNetV1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-class Ref(NamedTuple):
-    """Reference figures: parameters at 1000 classes, multiply-adds at 224 (G), ImageNet top-1 (%)."""
-
-    num_params: int
-    gflops: float | None
-    top1: float | None
-    source: str
 
 
 _T1 = "computed; GMACs: Zhang et al. 2017 Table 1 (complexity row)"

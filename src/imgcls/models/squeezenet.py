@@ -27,12 +27,11 @@ Departures from the paper, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import ModelSpec, Ref, register_model
 
 __all__ = ["VARIANTS", "Fire", "SqueezeNet", "SqueezeNetConfig"]
 
@@ -165,13 +164,6 @@ class SqueezeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-class Ref(NamedTuple):
-    num_params: int
-    gflops: float | None
-    top1: float | None
-    source: str
 
 
 VARIANTS: dict[str, tuple[SqueezeNetConfig, Ref]] = {
