@@ -74,7 +74,37 @@ class _BatchTransform:
         return out, y
 
 
-class BatchLoader:
+class _Loader:
+    """What both loaders share: their settings, the epoch counter and the per-batch transform."""
+
+    def __init__(
+        self,
+        dataset: InMemoryDataset | FolderDataset,
+        batch_size: int,
+        train: bool,
+        device: torch.device | str,
+        augment: AugmentConfig | None,
+        seed: int,
+        drop_last: bool | None,
+        channels_last: bool,
+    ) -> None:
+        _check(batch_size)
+        self.dataset = dataset
+        self.info = dataset.info
+        self.batch_size = batch_size
+        self.train = train
+        self.device = torch.device(device)
+        self.seed = seed
+        self.drop_last = train if drop_last is None else drop_last
+        self.epoch = 0
+        self._transform = _BatchTransform(self.info, self.device, augment, train, seed, channels_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch``: its order and augmentation depend only on (seed, epoch)."""
+        self.epoch = int(epoch)
+
+
+class BatchLoader(_Loader):
     """Batches of an in-memory dataset, drawn and augmented as tensors on ``device``.
 
     ``train=True`` shuffles, augments with ``augment`` and by default drops the last partial batch (steady
@@ -95,23 +125,10 @@ class BatchLoader:
         drop_last: bool | None = None,
         channels_last: bool = False,
     ):
-        _check(batch_size)
-        self.dataset = dataset
-        self.info = dataset.info
-        self.batch_size = batch_size
-        self.train = train
-        self.device = torch.device(device)
-        self.seed = seed
-        self.drop_last = train if drop_last is None else drop_last
-        self.epoch = 0
+        super().__init__(dataset, batch_size, train, device, augment, seed, drop_last, channels_last)
         # Moved once: every batch afterwards is an index_select on the device, no host-to-device copy.
         self.images = dataset.images.to(self.device)
         self.labels = dataset.labels.to(self.device)
-        self._transform = _BatchTransform(self.info, self.device, augment, train, seed, channels_last)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch ``epoch``: its order and augmentation depend only on (seed, epoch)."""
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -158,7 +175,7 @@ def _one_line(error: DataError) -> str:
     return last[len(prefix) :] if last.startswith(prefix) else last
 
 
-class StreamingLoader:
+class StreamingLoader(_Loader):
     """Batches of a :class:`FolderDataset`, decoded by ``num_workers`` processes (default ``min(4, CPUs)``).
 
     Same contract as :class:`BatchLoader`: ``set_epoch``, ``len()``, and ``(x, y)`` batches on ``device``,
@@ -178,15 +195,7 @@ class StreamingLoader:
         num_workers: int | None = None,
         channels_last: bool = False,
     ):
-        _check(batch_size)
-        self.dataset = dataset
-        self.info = dataset.info
-        self.batch_size = batch_size
-        self.train = train
-        self.device = torch.device(device)
-        self.seed = seed
-        self.drop_last = train if drop_last is None else drop_last
-        self.epoch = 0
+        super().__init__(dataset, batch_size, train, device, augment, seed, drop_last, channels_last)
         workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         self._sampler = _EpochSampler(len(dataset), shuffle=train)
         self._loader = torch.utils.data.DataLoader(
@@ -198,11 +207,6 @@ class StreamingLoader:
             pin_memory=self.device.type == "cuda",  # page-locked buffers make the copy below asynchronous
             persistent_workers=workers > 0,  # no re-forking of workers every epoch
         )
-        self._transform = _BatchTransform(self.info, self.device, augment, train, seed, channels_last)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch ``epoch``: its order and augmentation depend only on (seed, epoch)."""
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self._loader)
