@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
+from imgcls.errors import CheckpointError
 from imgcls.models.registry import AuxOutputs
 from imgcls.train import TrainConfig, TrainingDivergedError, load_run, train
 from imgcls.train import trainer as trainer_mod
@@ -204,3 +206,26 @@ def test_filter_rms_limit_caps_every_conv_filter(tiny_fmnist: Path, tmp_path: Pa
     weights = load_file(r.run_dir / "last.safetensors")
     convs = [v for k, v in weights.items() if v.ndim == 4]
     assert convs and all(w.float().pow(2).mean((1, 2, 3)).sqrt().max() <= 0.05 + 1e-6 for w in convs)
+
+
+def test_a_run_refuses_a_changed_model_definition_and_says_how_to_rebuild_it(
+    tiny_fmnist: Path, tmp_path: Path
+) -> None:
+    # A run trained with quicknet_s's former full-resolution stem, whose model.json then lost the kwargs:
+    # what a run saved before quicknet_s got its stride-2 stem looks like. Every weight shape is the same.
+    r = train(_cfg(tiny_fmnist, tmp_path, epochs=1, max_steps=2, model_kwargs={"stem_stride": 1}))
+    path = r.run_dir / "model.json"
+    info = json.loads(path.read_text())
+    assert info["model_config"]["stem_stride"] == 1 and info["model_config"]["widths"] == [32, 64, 128]
+    x = torch.randn(2, 1, 28, 28)
+    expected = load_run(r.run_dir, which="last").model(x)
+    path.write_text(json.dumps(info | {"model_kwargs": {}}))
+    with pytest.raises(CheckpointError, match=r"stem_stride: 1 saved, 2 now.*\{\"stem_stride\": 1\}"):
+        load_run(r.run_dir, which="last")
+    config = r.run_dir / "config.yaml"  # resuming rebuilds from the saved config: drop the kwargs there too
+    saved = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump(saved | {"model_kwargs": {}}))
+    with pytest.raises(CheckpointError, match="another definition of quicknet_s"):
+        train(_cfg(tiny_fmnist, tmp_path, resume=str(r.run_dir), epochs=2))
+    path.write_text(json.dumps(info | {"model_kwargs": {"stem_stride": 1}}))  # the fix the message names
+    assert torch.equal(load_run(r.run_dir, which="last").model(x), expected)

@@ -16,6 +16,7 @@ Every file is written atomically (temporary file, fsync, rename), so a crash or 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -106,6 +107,35 @@ def build_model_from_info(info: dict[str, Any]) -> nn.Module:
     )
 
 
+def model_config(model: nn.Module) -> dict[str, Any] | None:
+    """The resolved config of a model built from a config dataclass (``model.cfg``), as JSON values; else None.
+
+    Saved with a run (``model.json``, ``model_config``): a registry name can change its definition between
+    versions (``quicknet_s`` got a stride-2 stem) while keeping every weight shape, so loading by name alone
+    could silently compute something else.
+    """
+    cfg = getattr(model, "cfg", None)
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        return None
+    try:
+        return json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples -> lists, as the file holds them
+    except (TypeError, ValueError):
+        return None
+
+
+def check_model_config(model: nn.Module, info: dict[str, Any], run_dir: Path) -> None:
+    """Refuse a rebuilt model whose config differs from the one the run was trained with."""
+    saved, now = info.get("model_config"), model_config(model)
+    if saved is None or now is None or saved == now:
+        return
+    diff = {k: saved.get(k) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+    raise CheckpointError(
+        f"'{run_dir}' was trained with another definition of {info['model']} (differs in "
+        + ", ".join(f"{k}: {saved.get(k)!r} saved, {now.get(k)!r} now" for k in diff)
+        + f"); add {json.dumps(diff)} to model_kwargs in {run_dir / MODEL_INFO} to rebuild it as trained"
+    )
+
+
 def load_run(path: str | Path, device: str | torch.device = "cpu", which: str = "best") -> LoadedRun:
     """Rebuild and load a trained model from a run directory (``which``: best | last) or a weights file in one."""
     path = Path(path)
@@ -126,6 +156,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", which: str = 
             f"'{run_dir}' holds no weights yet ({WEIGHTS_LAST}); did the first epoch finish?"
         )
     model = build_model_from_info(info)
+    check_model_config(model, info, run_dir)
     load_pretrained(model, load_state_dict_file(weights))
     model.to(device).eval()
     return LoadedRun(model=model, info=info, weights=weights)

@@ -172,6 +172,10 @@ class _Trainer:
             "imgcls_version": imgcls.__version__,
         }
         model = ckpt.build_model_from_info(self.model_info)
+        if cfg.resume:
+            ckpt.check_model_config(model, ckpt.read_model_info(Path(cfg.resume)), Path(cfg.resume))
+        if (model_cfg := ckpt.model_config(model)) is not None:
+            self.model_info["model_config"] = model_cfg
         if cfg.pretrained and not cfg.resume:
             self._load_pretrained(model, image_size)
         model.to(self.device)
