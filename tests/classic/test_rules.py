@@ -9,14 +9,8 @@ import pytest
 
 from imgcls.classic import AttributeTable, CandidateElimination, FindS, Hypothesis, read_attribute_csv
 from imgcls.errors import DataError
+from tests.classic import ENJOY_SPORT
 
-ENJOY_SPORT = """\
-Sky,AirTemp,Humidity,Wind,Water,Forecast,EnjoySport
-Sunny,Warm,Normal,Strong,Warm,Same,Yes
-Sunny,Warm,High,Strong,Warm,Same,Yes
-Rainy,Cold,High,Strong,Warm,Change,No
-Sunny,Warm,High,Strong,Cool,Change,Yes
-"""
 S4 = "<Sunny, Warm, ?, Strong, ?, ?>"
 G4 = ["<Sunny, ?, ?, ?, ?, ?>", "<?, Warm, ?, ?, ?, ?>"]
 

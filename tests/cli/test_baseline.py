@@ -8,20 +8,8 @@ from pathlib import Path
 import pytest
 
 from imgcls.cli.main import main
-
-ENJOY_SPORT = """\
-Sky,AirTemp,Humidity,Wind,Water,Forecast,EnjoySport
-Sunny,Warm,Normal,Strong,Warm,Same,Yes
-Sunny,Warm,High,Strong,Warm,Same,Yes
-Rainy,Cold,High,Strong,Warm,Change,No
-Sunny,Warm,High,Strong,Cool,Change,Yes
-"""
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.classic import ENJOY_SPORT
+from tests.cli import run_cli
 
 
 @pytest.fixture(scope="module")

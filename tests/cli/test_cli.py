@@ -8,12 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgcls.cli.main import main
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli import run_cli
 
 
 @pytest.fixture(scope="module")
