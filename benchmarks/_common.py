@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 
-import torch
+from imgcls.utils.hardware import describe, machine_report
 
 
 def hardware() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
-    )
+    """The machine in one line: CPU model and class, cores, torch threads, fp32 and bf16 matmul measured now."""
+    return describe(machine_report())
 
 
 def spread(values: list[float]) -> str:

@@ -32,12 +32,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import hardware, spread  # noqa: E402
+from _common import spread  # noqa: E402
 
-from imgcls.analysis import count_flops, matmul_throughput  # noqa: E402
+from imgcls.analysis import count_flops  # noqa: E402
 from imgcls.models import create_model  # noqa: E402
 from imgcls.train import resolve_config, train  # noqa: E402
 from imgcls.utils.device import autocast, resolve_amp  # noqa: E402
+from imgcls.utils.hardware import describe, machine_report  # noqa: E402
 
 TARGETS = {"fast": (93.0, 120.0), "accurate": (94.0, 600.0)}
 
@@ -58,13 +59,12 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    peak32 = matmul_throughput(torch.float32, size=1024, seconds=2.0)
-    peak16 = matmul_throughput(torch.bfloat16, size=1024, seconds=2.0)
+    machine = machine_report()
+    peak32, peak16 = machine["fp32_gflops"] * 1e9, machine["bf16_gflops"] * 1e9
     lines = [
         "# Time to accuracy on Fashion-MNIST (CPU)",
         "",
-        f"- hardware: {hardware()}",
-        f"- matrix multiply (1024^2, best of 2 s): fp32 {peak32 / 1e9:.0f} GFLOP/s, bf16 {peak16 / 1e9:.0f} GFLOP/s",
+        f"- hardware: {describe(machine)} (matrix multiply: 1024^2, best of 2 s)",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}; command: python {' '.join(sys.argv)}",
         "",
         "| run | seeds | test acc % (mean ± sd, range) | wall s | train s | img/s "

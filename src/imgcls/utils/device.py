@@ -8,6 +8,7 @@ import logging
 import torch
 
 from imgcls.errors import ConfigError
+from imgcls.utils.hardware import fast_bf16
 
 __all__ = ["autocast", "resolve_amp", "resolve_device"]
 
@@ -39,20 +40,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _cpu_has_fast_bf16() -> bool:
-    # bf16 matmuls/convs are only faster than fp32 on CPUs with AVX-512 BF16 or AMX (oneDNN kernels);
-    # elsewhere they are emulated and slower.
-    cap = torch.backends.cpu.get_cpu_capability()
-    if not cap.startswith("AVX512"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``amp`` (auto | off | bf16 | fp16) on ``device``; None means full fp32."""
     if amp == "off":
@@ -66,7 +53,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     # auto
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and _cpu_has_fast_bf16():
+    if device.type == "cpu" and fast_bf16():  # by capability, then a cached micro-benchmark
         return torch.bfloat16
     return None
 

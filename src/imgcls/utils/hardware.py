@@ -1,0 +1,185 @@
+"""What this machine's CPU is and what it is fast at: by capability first, by a short measurement where needed.
+
+Our 2-core machines differ: an AMD Zen 3 has AVX2 and FMA only (fp32 matrix multiply about 85 GFLOP/s; bf16
+is emulated and about 100x slower), a Zen 4 has AVX-512 with VNNI and BF16 (fp32 about 190, bf16 about
+430 GFLOP/s). Most laptops are AVX2-only or ARM. A hardware-specific fast path is taken only where this
+module says it is faster on the machine at hand:
+
+- :func:`cpu_class` names the class from ``torch.backends.cpu.get_cpu_capability()`` and the CPU flags.
+- :func:`fast_bf16` is False without bf16 instructions (AVX-512 BF16, AMX, or ARM's bf16); where they are
+  present, a matrix multiply in bf16 and in fp32 is timed once (a few milliseconds) and bf16 must win by
+  :data:`BF16_MIN_SPEEDUP`. The verdict is cached per machine (CPU model, flags, torch version, threads) in
+  ``$IMGCLS_CACHE`` or ``~/.cache/imgcls``, ``wisdom.json``, like FFTW's wisdom, so later runs do not
+  measure again.
+
+Every choice is logged at debug level (``imgcls -v``) and :func:`machine_report` puts it in benchmark reports.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["BF16_MIN_SPEEDUP", "CpuInfo", "cpu_class", "cpu_info", "describe", "fast_bf16", "machine_report"]
+
+log = logging.getLogger(__name__)
+
+BF16_MIN_SPEEDUP = 1.3  # bf16 autocast also pays casts and fp32 elementwise work: it must win clearly
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512 BF16, AMX; "bf16" on ARM (FEAT_BF16)
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str  # e.g. "AMD EPYC 7B13"
+    capability: str  # torch's dispatch level: DEFAULT, AVX2, AVX512, ZVECTOR, ...
+    flags: frozenset[str]
+    cores: int
+    arch: str  # platform.machine(): x86_64, aarch64, arm64
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> CpuInfo:
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())  # the first processor's
+    except OSError:  # not Linux: the capability alone decides
+        pass
+    model = fields.get("model name") or fields.get("Model") or platform.processor() or "unknown CPU"
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())  # x86 flags, ARM Features
+    return CpuInfo(
+        model=model,
+        capability=torch.backends.cpu.get_cpu_capability(),
+        flags=frozenset(flags),
+        cores=os.cpu_count() or 1,
+        arch=platform.machine(),
+    )
+
+
+def cpu_class(info: CpuInfo | None = None) -> str:
+    """The class speed claims are stated for: AMX, AVX512_BF16, AVX512, AVX2, NEON or DEFAULT."""
+    info = info or cpu_info()
+    if info.arch in ("aarch64", "arm64"):
+        return "NEON"
+    if info.capability.startswith("AVX512"):
+        if "amx_bf16" in info.flags:
+            return "AMX"
+        return "AVX512_BF16" if "avx512_bf16" in info.flags else "AVX512"
+    return "AVX2" if info.capability.startswith("AVX2") else "DEFAULT"
+
+
+def _has_bf16_instructions(info: CpuInfo) -> bool:
+    if info.arch in ("aarch64", "arm64"):
+        return "bf16" in info.flags
+    return info.capability.startswith("AVX512") and any(f in info.flags for f in _BF16_FLAGS[:2])
+
+
+def _cache_path() -> Path:
+    root = os.environ.get("IMGCLS_CACHE") or Path.home() / ".cache" / "imgcls"
+    return Path(root) / "wisdom.json"
+
+
+def _machine_key(info: CpuInfo) -> str:
+    return f"{info.model}|{info.capability}|{len(info.flags)}|torch {torch.__version__}|{torch.get_num_threads()}t"
+
+
+def _read_wisdom() -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_wisdom(data: dict[str, Any]) -> None:
+    path = _cache_path()
+    try:  # a cache: losing it only costs a re-measurement
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as e:
+        log.debug("cannot write %s (%s): the measurement will be repeated next time", path, e)
+
+
+def _matmul_seconds(dtype: torch.dtype, size: int = 512, repeats: int = 3) -> float:
+    """Best time of a ``size`` square matrix multiply in ``dtype`` (a few milliseconds in all)."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    a @ b  # warm up: thread pool, kernel choice
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _measure_bf16_speedup() -> float:
+    return _matmul_seconds(torch.float32) / _matmul_seconds(torch.bfloat16)
+
+
+@functools.lru_cache(maxsize=1)
+def fast_bf16() -> bool:
+    """True where bf16 autocast makes this CPU's matrix products clearly faster than fp32 (module docstring)."""
+    info = cpu_info()
+    if not _has_bf16_instructions(info):
+        log.debug("bf16: off (%s has no bf16 instructions; it would be emulated)", cpu_class(info))
+        return False
+    key = _machine_key(info)
+    wisdom = _read_wisdom()
+    speedup = wisdom.get(key, {}).get("bf16_speedup")
+    if not isinstance(speedup, (int, float)):
+        speedup = _measure_bf16_speedup()
+        wisdom.setdefault(key, {})["bf16_speedup"] = speedup
+        _write_wisdom(wisdom)
+        source = "measured"
+    else:
+        source = f"cached in {_cache_path()}"
+    verdict = speedup >= BF16_MIN_SPEEDUP
+    log.debug("bf16: %s (matrix multiply %.2fx fp32, %s)", "on" if verdict else "off", speedup, source)
+    return verdict
+
+
+def machine_report(seconds: float = 2.0) -> dict[str, Any]:
+    """What a benchmark report states about its machine, with matmul throughput measured now (GFLOP/s)."""
+    from imgcls.analysis import matmul_throughput
+
+    info = cpu_info()
+    fp32 = matmul_throughput(torch.float32, size=1024, seconds=seconds) / 1e9
+    # emulated bf16 runs at about 1 GFLOP/s: a smaller product keeps its measurement short
+    size = 1024 if _has_bf16_instructions(info) else 256
+    bf16 = matmul_throughput(torch.bfloat16, size=size, seconds=seconds / 2) / 1e9
+    return {
+        "cpu": info.model,
+        "class": cpu_class(info),
+        "capability": info.capability,
+        "cores": info.cores,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "fp32_gflops": round(fp32, 1),
+        "bf16_gflops": round(bf16, 1),
+        "bf16_autocast": fast_bf16(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def describe(report: dict[str, Any]) -> str:
+    """One line for a report's header."""
+    return (
+        f"{report['cpu']} ({report['class']}, torch capability {report['capability']}), {report['cores']} cores, "
+        f"torch {report['torch']} with {report['threads']} threads; matrix multiply fp32 "
+        f"{report['fp32_gflops']:.0f} GFLOP/s, bf16 {report['bf16_gflops']:.0f} GFLOP/s; bf16 autocast "
+        f"{'on' if report['bf16_autocast'] else 'off'}"
+    )

@@ -1,0 +1,85 @@
+"""Hardware dispatch: bf16 autocast and the k-NN's kernels are chosen by capability and measurement."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from imgcls.classic import KNeighborsClassifier
+from imgcls.utils import device, hardware
+
+ZEN3 = hardware.CpuInfo("AMD EPYC 7B13", "AVX2", frozenset({"avx2", "fma", "sse4_2"}), 2, "x86_64")
+ZEN4 = hardware.CpuInfo(
+    "AMD EPYC 9B14", "AVX512", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}), 2, "x86_64"
+)
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """Pretend to be another CPU, with an empty wisdom cache; returns the list of micro-benchmark calls."""
+    calls: list[str] = []
+    monkeypatch.setenv("IMGCLS_CACHE", str(tmp_path))
+    hardware.fast_bf16.cache_clear()
+
+    def pretend(info: hardware.CpuInfo, speedup: float = 2.2) -> list[str]:
+        monkeypatch.setattr(hardware, "cpu_info", lambda: info)
+        monkeypatch.setattr(hardware, "_measure_bf16_speedup", lambda: calls.append("bf16") or speedup)
+        hardware.fast_bf16.cache_clear()
+        return calls
+
+    yield pretend
+    hardware.fast_bf16.cache_clear()
+
+
+def test_avx2_gets_no_bf16_autocast_and_measures_nothing(machine) -> None:
+    calls = machine(ZEN3)
+    assert hardware.cpu_class() == "AVX2"
+    assert device.resolve_amp("auto", torch.device("cpu")) is None
+    assert calls == []  # the flags were enough: no micro-benchmark
+
+
+def test_bf16_cpu_gets_autocast_when_it_measures_faster_and_remembers(machine, tmp_path) -> None:
+    calls = machine(ZEN4, speedup=2.2)
+    assert hardware.cpu_class() == "AVX512_BF16"
+    assert device.resolve_amp("auto", torch.device("cpu")) == torch.bfloat16
+    assert calls == ["bf16"]
+    wisdom = json.loads((tmp_path / "wisdom.json").read_text())
+    assert [v["bf16_speedup"] for v in wisdom.values()] == [2.2]
+    hardware.fast_bf16.cache_clear()  # a new process: the cached verdict, no second measurement
+    assert hardware.fast_bf16() and calls == ["bf16"]
+
+
+def test_bf16_flags_without_a_measured_gain_stay_fp32(machine) -> None:
+    machine(ZEN4, speedup=1.05)
+    assert device.resolve_amp("auto", torch.device("cpu")) is None
+    assert device.resolve_amp("bf16", torch.device("cpu")) == torch.bfloat16  # asked for: given
+
+
+def test_a_damaged_wisdom_file_is_measured_again(machine, tmp_path) -> None:
+    (tmp_path / "wisdom.json").write_text("{not json")
+    calls = machine(ZEN4)
+    assert hardware.fast_bf16() and calls == ["bf16"]
+
+
+def test_cpu_classes() -> None:
+    assert hardware.cpu_class(ZEN3) == "AVX2" and hardware.cpu_class(ZEN4) == "AVX512_BF16"
+    amx = hardware.CpuInfo("Xeon", "AVX512", frozenset({"avx512f", "amx_bf16", "avx512_bf16"}), 2, "x86_64")
+    arm = hardware.CpuInfo("Neoverse", "DEFAULT", frozenset({"asimd", "bf16"}), 2, "aarch64")
+    assert hardware.cpu_class(amx) == "AMX" and hardware.cpu_class(arm) == "NEON"
+    assert hardware.cpu_class(hardware.cpu_info()) in ("AMX", "AVX512_BF16", "AVX512", "AVX2", "NEON", "DEFAULT")
+
+
+@pytest.mark.parametrize("info", [ZEN3, ZEN4], ids=["avx2", "avx512-vnni"])
+def test_knn_uses_no_int8_product_on_any_cpu(info, machine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # int8 products ran 45x slower than float32 without VNNI; the k-NN now uses float32 products everywhere
+    machine(info)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("int8 matrix product used")
+
+    monkeypatch.setattr(torch, "_int_mm", refuse)
+    x = torch.randint(0, 256, (300, 16), dtype=torch.uint8)
+    clf = KNeighborsClassifier(k=3).fit(x, torch.arange(300) % 3)
+    assert clf.predict(x[:20]).shape == (20,) and clf.stats.kind == "pixels-l2"
