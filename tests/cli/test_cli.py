@@ -180,7 +180,8 @@ def test_corrupt_image_and_mismatched_checkpoint(trained_run: Path, tmp_path: Pa
     # a run whose weights do not fit its model.json (e.g. edited by hand) is refused clearly
     broken = tmp_path / "broken"
     broken.mkdir()
-    info = json.loads((trained_run / "model.json").read_text()) | {"num_classes": 7}
+    info = json.loads((trained_run / "model.json").read_text())
+    info |= {"num_classes": 7, "classes": info["classes"][:7]}
     (broken / "model.json").write_text(json.dumps(info))
     (broken / "last.safetensors").write_bytes((trained_run / "last.safetensors").read_bytes())
     code, _, err = run_cli(capsys, "predict", str(broken), str(bad))

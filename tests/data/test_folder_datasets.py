@@ -82,9 +82,22 @@ def test_train_val_layout_is_used(tmp_path: Path) -> None:
     save_image(tmp_path / "val" / "z" / "0.png", "RGB")
     with pytest.raises(DataError, match="class that"):
         load_dataset(name, "val")
-    save_image(tmp_path / "only" / "train" / "x" / "0.png", "RGB")
+    for cls in ("x", "y"):
+        save_image(tmp_path / "only" / "train" / cls / "0.png", "RGB")
     with pytest.raises(DataError, match="no val/ or test/"):
         load_dataset(f"folder:{tmp_path / 'only'}", "test")
+
+
+@pytest.mark.parametrize("layout", ["flat", "train/val"])
+def test_one_class_folder_is_refused(tmp_path: Path, layout: str) -> None:
+    train = tmp_path / "train" if layout == "train/val" else tmp_path
+    for i in range(4):
+        save_image(train / "cat" / f"{i}.png", "RGB", seed=i)
+        if layout == "train/val":
+            save_image(tmp_path / "val" / "cat" / f"{i}.png", "RGB", seed=i)
+    with pytest.raises(DataError, match=r"has one class \('cat'\): a classifier needs at least two") as err:
+        load_dataset(f"folder:{tmp_path}", val_fraction=0.25)
+    assert "\n" not in str(err.value)
 
 
 def test_seeded_stratified_split(tmp_path: Path) -> None:

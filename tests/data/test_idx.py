@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,46 @@ def test_wrong_magic_for_the_role(tmp_path: Path) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read IDX file"):
         read_idx(tmp_path / "missing")
+
+
+def _gzip_bomb(path: Path, header: bytes, zeros: int) -> Path:
+    """``header`` then ``zeros`` zero bytes, gzipped a chunk at a time (200 MB of zeros gzip to ~200 KB)."""
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(header)
+        chunk = bytes(1 << 20)
+        for _ in range(zeros >> 20):
+            f.write(chunk)
+    return path
+
+
+def test_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    header = struct.pack(">I3I", IDX_IMAGES, 10, 28, 28)  # declares 7,840 bytes of data
+    path = _gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", header, 200 << 20)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="longer than its header says"):
+            read_idx(path, IDX_IMAGES)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB allocated for a 7,840-byte dataset"
+
+
+def test_gzip_file_too_small_for_its_header_is_refused_before_inflating(tmp_path: Path) -> None:
+    header = struct.pack(">I3I", IDX_IMAGES, 4_000_000, 28, 28)  # 3 GB: more than 1 KB of gzip can hold
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(header + bytes(1000)))
+    with pytest.raises(DataError, match=r"truncated: .*-byte gzip file cannot hold them"):
+        read_idx(path, IDX_IMAGES)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("dims", [(65536,) * 4, (0xFFFFFFFF,) * 3])  # 2**64 bytes wraps to 0 in int64
+def test_header_whose_sizes_overflow_is_one_line(tmp_path: Path, gz: bool, dims: tuple[int, ...]) -> None:
+    raw = struct.pack(f">I{len(dims)}I", 0x00000800 | len(dims), *dims)
+    path = tmp_path / "bad"
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    with pytest.raises(DataError, match=r"declares dims .* not a dataset") as err:
+        read_idx(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)

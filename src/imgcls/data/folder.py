@@ -3,7 +3,7 @@
 Layouts: ``PATH/<class>/...`` (the held-out split is then a seeded stratified ``val_fraction`` of it), or
 ``PATH/train/<class>/...`` beside ``PATH/val/<class>/...`` or ``PATH/test/<class>/...``. Class names are the
 sorted sub-folder names of the training split; files are found recursively and recognised by the file
-extensions Pillow registers; hidden files and folders are ignored.
+extensions Pillow registers; hidden files and folders are ignored. A folder needs at least two classes.
 
 Every image becomes L or RGB: 1-bit and 8-bit grayscale stay L; 16-bit (``I;16*``) and 32-bit ``I`` images are
 scaled from 0..65535 to 0..255; float ``F`` images are taken as 0..1 when their maximum is at most 1, else as
@@ -190,6 +190,12 @@ def _scan(
             f"folder '{train_dir}' has no class sub-folders with images"
             + (f" ({loose} images lie loose in it)" if loose else "")
             + f": put each class's images in {train_dir}/<class name>/"
+        )
+    if len(per_class) == 1:
+        only = next(iter(per_class))
+        raise DataError(
+            f"folder '{train_dir}' has one class ('{only}'): a classifier needs at least two; "
+            f"add a sub-folder of images for each other class to {train_dir}"
         )
     classes = tuple(per_class)  # sorted by _class_dirs
     train_files = [f for found in per_class.values() for f in found]

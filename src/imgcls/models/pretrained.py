@@ -9,6 +9,7 @@ shared/reference/torchvision_keys/README.md): DenseNet's ``norm.1`` -> ``norm1``
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,7 +52,11 @@ def remap_legacy_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` or a PyTorch (``.pth`` / ``.pt`` / ``.bin``) state dict, tensors only."""
+    """Read a ``.safetensors`` or a PyTorch (``.pth`` / ``.pt`` / ``.bin``) state dict, tensors only.
+
+    Loading never runs code from the file: safetensors holds tensors alone, and a PyTorch pickle is loaded
+    with ``weights_only=True``; a pickle naming any other object raises :class:`CheckpointError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -62,7 +67,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
+        # weights_only: tensors and plain values only; a pickle naming anything else (code) is refused.
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # junk, or a pickle naming objects that weights_only refuses
+        raise CheckpointError(
+            f"cannot read checkpoint '{path}': it is damaged, or holds objects other than tensors whose "
+            "loading could run code (refused); give a .safetensors file or a .pth state dict of tensors"
+        ) from None
     except Exception as e:  # corrupt, truncated, or not a checkpoint at all
         raise CheckpointError(
             f"cannot read checkpoint '{path}': {type(e).__name__}: {str(e).splitlines()[0]}"

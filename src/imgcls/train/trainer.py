@@ -1,8 +1,11 @@
 """The training loop behind ``imgcls.train(config)`` and ``imgcls train``.
 
 One epoch is: draw the epoch's shuffled, augmented batches (a pure function of seed and epoch), step the
-optimizer, evaluate on the test split, write the checkpoint atomically. A run stopped at any point and resumed
-with ``--resume`` ends with the same weights as one that never stopped (same seed, deterministic mode).
+optimizer, evaluate on the test split, check that the weights and the test loss are finite (a diverged model
+is never saved), write the checkpoint atomically. A run stopped at any point and resumed with ``--resume``
+ends with the same weights as one that never stopped (same seed, deterministic mode). A run claims its
+directory for its whole life, so two runs never mix their files, and first removes the temporaries that
+killed writes left there.
 """
 
 from __future__ import annotations
@@ -24,18 +27,18 @@ from torch import nn
 
 import imgcls
 from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader
-from imgcls.errors import ConfigError, DataError, ImgclsError
+from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError
 from imgcls.evaluate import EvalResult, evaluate
 from imgcls.models import create_model, get_model_spec, load_pretrained
 from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
 from imgcls.models.registry import AuxOutputs
 from imgcls.models.zfnet import renormalize_filters_
 from imgcls.train import checkpoint as ckpt
-from imgcls.train.config import FALLBACK_SETTINGS, TrainConfig, overlay, validate
+from imgcls.train.config import FALLBACK_SETTINGS, TrainConfig, load_yaml, overlay, validate
 from imgcls.train.ema import ModelEma
 from imgcls.train.optim import build_optimizer, build_schedule
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
-from imgcls.utils.files import atomic_path, atomic_write_text
+from imgcls.utils.files import atomic_path, atomic_write_text, remove_stale_temporaries
 
 __all__ = ["TrainResult", "TrainingDivergedError", "train"]
 
@@ -47,7 +50,7 @@ _NAN_CHECK_EVERY = 20  # steps between loss checks (each check synchronises with
 
 
 class TrainingDivergedError(ImgclsError):
-    """The loss became NaN or infinite."""
+    """The loss or the weights became NaN or infinite; nothing non-finite was saved."""
 
 
 @dataclass
@@ -84,7 +87,7 @@ def _resume_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"cannot resume '{run_dir}': it has no config.yaml (is it an imgcls run directory?)"
         )
-    saved = overlay(TrainConfig(), yaml.safe_load(saved_path.read_text()) or {}, str(saved_path))
+    saved = overlay(TrainConfig(), load_yaml(saved_path), str(saved_path))  # damaged: one-line ConfigError
     defaults = TrainConfig()
     changes = {k: getattr(cfg, k) for k in RESUME_OVERRIDABLE if getattr(cfg, k) != getattr(defaults, k)}
     return replace(saved, resume=str(run_dir), **changes)
@@ -205,31 +208,62 @@ class _Trainer:
         load_pretrained(model, state)
 
     # ---------------------------------------------------------------------------------------------- the run
-    def _make_run_dir(self) -> Path:
+    def _claim_run_dir(self) -> tuple[Path, ckpt.RunClaim]:
+        """The run directory, claimed for this process: refused if another run holds it (see ckpt.claim_run_dir).
+
+        A name the user gave is kept (and refused while in use); a default, timestamped one that exists
+        already gets a suffix (-2, -3, ...), so two runs started in the same second never share a directory.
+        """
         cfg = self.cfg
         if cfg.resume:
-            return Path(cfg.resume)
-        name = (
-            cfg.name
-            or f"{cfg.model}-{self.info.name.replace(':', '_').replace('/', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
-        )
-        run_dir = Path(cfg.out_dir) / name
-        if (run_dir / ckpt.STATE).exists():
-            raise ConfigError(
-                f"run directory '{run_dir}' already holds a run: pass --resume {run_dir} or another --name"
+            run_dir = Path(cfg.resume)
+            return run_dir, ckpt.claim_run_dir(run_dir)
+        if cfg.name:
+            run_dir = Path(cfg.out_dir) / cfg.name
+            run_dir.mkdir(parents=True, exist_ok=True)
+            claim = ckpt.claim_run_dir(run_dir)
+            if (run_dir / ckpt.STATE).exists():
+                claim.release()
+                raise ConfigError(
+                    f"run directory '{run_dir}' already holds a run: pass --resume {run_dir} or another --name"
+                )
+            return run_dir, claim
+        dataset = self.info.name.replace(":", "_").replace("/", "_")
+        base = Path(cfg.out_dir) / f"{cfg.model}-{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        run_dir, n = base, 1
+        while True:
+            try:
+                run_dir.mkdir()  # exclusive: exactly one process creates it
+            except FileExistsError:
+                n += 1
+                run_dir = base.with_name(f"{base.name}-{n}")
+                continue
+            return run_dir, ckpt.claim_run_dir(run_dir)
+
+    def _prepare_run_dir(self) -> None:
+        """Clear what killed writes left in the (claimed) run directory; for a new run, describe the run."""
+        if removed := remove_stale_temporaries(self.run_dir):
+            log.info("removed %d temporary file(s) that interrupted writes left in %s", removed, self.run_dir)
+        if not self.cfg.resume:
+            atomic_write_text(
+                self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False)
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        ckpt.save_model_info(run_dir, self.model_info)
-        return run_dir
+            ckpt.save_model_info(self.run_dir, self.model_info)
 
     def fit(self) -> TrainResult:
         self._setup_runtime()
         self._load_data()
         self._build_model()
-        cfg = self.cfg
-        self.run_dir = self._make_run_dir()
+        self.run_dir, claim = self._claim_run_dir()
+        try:
+            self._prepare_run_dir()
+            return self._run()
+        finally:
+            claim.release()
 
+    def _run(self) -> TrainResult:
+        cfg = self.cfg
         steps_per_epoch = len(self.train_loader) // cfg.accum_steps
         total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
         if cfg.max_steps is not None:
@@ -264,11 +298,14 @@ class _Trainer:
         try:
             for epoch in range(start_epoch, num_epochs):
                 row, step = self._train_epoch(epoch, num_epochs, step, total_steps)
+                self._check_weights(epoch, step)
                 train_seconds += row["epoch_seconds"]
                 images_seen += row["images"]
                 is_last = epoch == num_epochs - 1 or step >= total_steps
                 if is_last or (epoch + 1) % cfg.eval_every == 0:
                     last_eval = self._evaluate()
+                    if not math.isfinite(last_eval.loss):
+                        raise self._diverged(f"the test loss became {last_eval.loss}", epoch, step)
                     row.update(test_loss=last_eval.loss, test_acc=last_eval.top1, test_top5=last_eval.top5)
                     best = last_eval.top1 > best_acc
                     best_acc = max(best_acc, last_eval.top1)
@@ -407,15 +444,26 @@ class _Trainer:
 
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss_sum):
-            last = (
-                f"the checkpoint of epoch {epoch} is in {self.run_dir}"
-                if epoch > 0
-                else "no checkpoint was written"
-            )
-            raise TrainingDivergedError(
-                f"the training loss became {float(loss_sum)} in epoch {epoch + 1} (step {step}); the run stopped and "
-                f"{last}; lower --lr or set --grad-clip 1.0"
-            )
+            raise self._diverged(f"the training loss became {float(loss_sum)}", epoch, step)
+
+    def _check_weights(self, epoch: int, step: int) -> None:
+        """Refuse to go on (and so to save) with a NaN or infinite parameter or buffer, EMA's included."""
+        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        for model in models:
+            if (name := _first_nonfinite(model)) is not None:
+                raise self._diverged(f"the weights became NaN or infinite ({name})", epoch, step)
+
+    def _diverged(self, what: str, epoch: int, step: int) -> TrainingDivergedError:
+        """The error for a run that diverged in ``epoch`` (0-based): nothing of that epoch was saved."""
+        last = (
+            f"the checkpoint of epoch {epoch}, in {self.run_dir}, is the last finite one"
+            if epoch > 0
+            else "no checkpoint was written"
+        )
+        return TrainingDivergedError(
+            f"{what} in epoch {epoch + 1} (step {step}); the run stopped and {last}; "
+            "lower --lr or set --grad-clip 1.0"
+        )
 
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
@@ -480,6 +528,18 @@ class _Trainer:
                 f"cannot resume '{path.parent}': no {ckpt.STATE} (the first epoch never finished); start it again"
             )
         state = ckpt.load_training_state(path)
+        try:
+            return self._load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise CheckpointError(
+                f"training state '{path}' does not fit this run ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}); the run cannot be resumed"
+            ) from None
+
+    def _load_state(self, state: dict[str, Any]) -> tuple[int, int, float, list[dict[str, Any]]]:
+        progress = (state["epoch"], state["step"], state["best_acc"], state["history"])
+        if not _is_progress(*progress):
+            raise ValueError("epoch, step, best_acc or history is malformed")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -490,7 +550,7 @@ class _Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        return state["epoch"], state["step"], state["best_acc"], state["history"]
+        return progress
 
     def _write_metrics(self, history: list[dict[str, Any]]) -> None:
         cols = [
@@ -511,6 +571,32 @@ class _Trainer:
         w.writerows(history)
         atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
         _plot_curves(history, self.run_dir / "curves.png")
+
+
+# What every row of a run's history holds (fit, _write_metrics and _plot_curves read them).
+_HISTORY_KEYS = ("epoch", "step", "train_loss", "train_acc", "lr", "epoch_seconds", "images")
+
+
+def _is_progress(epoch: Any, step: Any, best_acc: Any, history: Any) -> bool:
+    """Whether a saved state's counters and history have the types and keys the trainer reads."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    return (
+        all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (epoch, step))
+        and number(best_acc)
+        and isinstance(history, list)
+        and all(isinstance(r, dict) and all(number(r.get(k)) for k in _HISTORY_KEYS) for r in history)
+    )
+
+
+def _first_nonfinite(model: nn.Module) -> str | None:
+    """The name of the first floating-point parameter or buffer of ``model`` holding a NaN or inf, if any."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
 
 
 def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:

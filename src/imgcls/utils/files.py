@@ -1,16 +1,37 @@
-"""Atomic file writes: a crash or kill mid-write never leaves a broken file behind."""
+"""Atomic file writes: a crash or kill mid-write never leaves a broken file behind.
+
+A write goes to a hidden temporary file beside its target (``.NAME.<random>.tmp``), is fsynced and renamed
+over the target. A process killed mid-write leaves that temporary behind; :func:`remove_stale_temporaries`
+deletes them (the trainer calls it when a run starts or resumes, once it owns the run directory). Files are
+created with mode ``0o666`` less the umask, as ``open()`` creates them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "remove_stale_temporaries"]
+
+_TMP_SUFFIX = ".tmp"
+
+
+def _create_temporary(path: Path) -> Path:
+    """Create an empty, new ``.NAME.<random>.tmp`` beside ``path``, mode 0o666 less the umask."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+        try:
+            # Not tempfile.mkstemp: it creates files 0o600 whatever the umask.
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
 
 
 @contextlib.contextmanager
@@ -22,17 +43,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temporary(path)
     try:
+        mode = stat.S_IMODE(tmp_path.stat().st_mode)  # 0o666 less the umask, as the kernel created it
         yield tmp_path
+        os.chmod(tmp_path, mode)  # some writers (safetensors) replace the file with a 0o600 one
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temporaries(directory: str | Path) -> int:
+    """Delete the ``.NAME.*.tmp`` files that killed writes left in ``directory``; returns how many.
+
+    Only call it on a directory no other process is writing to (a run directory this process has claimed).
+    """
+    removed = 0
+    for entry in Path(directory).iterdir():
+        name = entry.name
+        if name.startswith(".") and name.endswith(_TMP_SUFFIX) and name.count(".") >= 3 and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed += 1
+    return removed
 
 
 def _write(path: str | Path, writer: Callable[[Path], None]) -> None:
