@@ -1,7 +1,8 @@
 """Time to accuracy of ``imgcls train``'s presets on Fashion-MNIST, CPU only.
 
-Targets (issue: the main job and its speed): the ``fast`` preset >= 93.0% test accuracy in <= 120 s of
-training wall time, the ``accurate`` preset >= 94.0% in <= 600 s, on a 2-core machine. Each preset runs over
+Targets, on a 2-core machine: the ``fast`` preset >= 93.0% test accuracy in <= 120 s where bf16 autocast is
+on (AVX-512 BF16) and in <= 180 s on an fp32-only CPU (AVX2), wall time of the whole call; the ``accurate``
+preset >= 94.0% in <= 600 s on both. Each preset runs over
 several seeds; the script prints mean, standard deviation and range of accuracy and time, the training speed
 in images per second, and that speed as a fraction of the machine's matrix-multiply throughput, measured in
 the same run. ``--baseline`` adds the fast preset's recipe in plain fp32 without channels_last (what the
@@ -40,7 +41,9 @@ from imgcls.train import resolve_config, train  # noqa: E402
 from imgcls.utils.device import autocast, resolve_amp  # noqa: E402
 from imgcls.utils.hardware import describe, machine_report  # noqa: E402
 
-TARGETS = {"fast": (93.0, 120.0), "accurate": (94.0, 600.0)}
+# (accuracy %, seconds of training with bf16 autocast, seconds without): the fp32-only (AVX2) machines get
+# more time for the fast preset, as the issue "Fast on the CPUs people actually have" sets it.
+TARGETS = {"fast": (93.0, 120.0, 180.0), "accurate": (94.0, 600.0, 600.0)}
 
 
 def train_flops_per_image(model_name: str, amp: torch.dtype | None) -> float:
@@ -95,7 +98,8 @@ def main() -> None:
         flops = train_flops_per_image(cfg.model, amp)
         peak = peak16 if amp == torch.bfloat16 else peak32
         gflops = flops * (sum(speeds) / len(speeds)) / 1e9
-        acc_t, time_t = TARGETS[cfg.preset or "fast"]
+        acc_t, time_bf16, time_fp32 = TARGETS[cfg.preset or "fast"]
+        time_t = time_bf16 if amp == torch.bfloat16 else time_fp32
         met = (
             "baseline"
             if "baseline" in label

@@ -75,6 +75,8 @@ class TrainConfig:
     name: str | None = None  # run directory name; default: <model>-<dataset>-<time>
     resume: str | None = None  # a run directory to continue
     eval_every: int = 4  # evaluate every N epochs (and always at the end)
+    # progressive resizing: training resolution of each epoch (the last repeats); empty: the data's own
+    train_sizes: list[int] = field(default_factory=list)
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
     progress: bool = True
     preset: str | None = None  # "fast" or "accurate": see PRESETS
@@ -232,6 +234,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.eval_every >= 1, "eval_every must be >= 1"),
         (cfg.channels in (None, 1, 3), "channels must be 1 or 3"),
         (cfg.image_size is None or cfg.image_size >= 4, "image_size must be >= 4"),
+        (all(8 <= s <= 4096 for s in cfg.train_sizes), "train_sizes must each be in 8..4096"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -391,8 +391,13 @@ class _Trainer:
             dynamic_ncols=True,
             unit="batch",
         )
+        size = cfg.train_sizes[min(epoch, len(cfg.train_sizes) - 1)] if cfg.train_sizes else None
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.train_loader):
+            if (
+                size is not None and size != x.shape[-1]
+            ):  # progressive resizing: early epochs at low resolution
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             with autocast(self.device, self.amp_dtype):
                 out = model(x)
                 loss, logits = self._loss(out, y)
