@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imgcls.errors import CheckpointError, ConfigError, DataError, StorageError, describe_os_error
 from imgcls.utils.device import autocast
 from imgcls.utils.files import atomic_path, atomic_write_json
 
@@ -72,8 +73,15 @@ class EvalResult:
         return "\n".join(lines)
 
     def save(self, out_dir: str | Path) -> None:
-        """Write metrics.json, confusion.csv and confusion.png into ``out_dir``."""
+        """Write metrics.json, confusion.csv and confusion.png into ``out_dir``; StorageError where it cannot."""
         out = Path(out_dir)
+        try:
+            self._write(out)
+        except OSError as e:
+            line = describe_os_error(e, out, "pass another --out")
+            raise StorageError(f"the evaluation report could not be written: {line}") from e
+
+    def _write(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "metrics.json", self.to_dict())
         with atomic_path(out / "confusion.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -124,7 +132,7 @@ def evaluate(
         top5_hits += (logits.topk(k, dim=1).indices == y[:, None]).any(1).sum()
         n += y.numel()
     if n == 0:
-        raise ValueError("nothing to evaluate: the dataset is empty")
+        raise DataError("nothing to evaluate: the dataset is empty; give one that holds images")
     conf = confusion.cpu()
     correct = conf.diag()
     support = conf.sum(1)
@@ -198,10 +206,11 @@ def evaluate_run(
     from dataclasses import replace
 
     from imgcls.data import load_dataset, make_loader
-    from imgcls.errors import CheckpointError
     from imgcls.train.checkpoint import load_run
     from imgcls.utils.device import resolve_amp, resolve_device
 
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}: pass --batch-size 1 or more")
     dev = resolve_device(device)
     loaded = load_run(run, dev, which=which)
     info = loaded.info

@@ -63,7 +63,9 @@ def predict(
 ) -> list[Prediction]:
     """Classify image files: each is converted to the run's channels and size and normalised as in training."""
     if top_k < 1:
-        raise ConfigError(f"top_k must be >= 1, got {top_k}")
+        raise ConfigError(f"top_k must be >= 1, got {top_k}: pass -k 1 or more")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}: pass --batch-size 1 or more")
     dev = resolve_device(device)
     loaded = run if isinstance(run, LoadedRun) else load_run(run, dev, which=which)
     model, info = loaded.model.to(dev).eval(), loaded.info

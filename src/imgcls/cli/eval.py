@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 __all__ = ["add_parser", "run"]
@@ -49,10 +50,15 @@ def run(args: argparse.Namespace) -> int:
         tta_flip=args.tta_flip,
         which=args.weights,
         out_dir=Path(args.out) if args.out else None,
+        save=False,
     )
+    # The metrics first: a report that cannot be written (a full disk) must not lose what was computed.
     if args.json:
         print(json.dumps(result.to_dict() | {"out_dir": str(out_dir)}, indent=2))
     else:
         print(result.table())
+    sys.stdout.flush()
+    result.save(out_dir)
+    if not args.json:
         print(f"\nconfusion matrix and metrics written to {out_dir}")
     return 0

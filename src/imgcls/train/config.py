@@ -7,6 +7,7 @@ The resolved configuration is saved with every run as ``config.yaml``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -137,46 +138,71 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
             return None
         raise ConfigError(f"'{name}' cannot be empty")
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"'{name}' must be one of {', '.join(map(str, args))}, got '{value}'")
+        if not isinstance(value, str) or value not in args:
+            raise ConfigError(f"'{name}' must be one of {', '.join(map(str, args))}, got {_show(value)}")
         return value
     if args and type(None) in args:  # Optional[X]
         inner = [a for a in args if a is not type(None)]
         return _coerce(name, value, inner[0])
     try:
-        if typ is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
+        return _convert(value, typ, origin, args, name)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"'{name}' expects {getattr(typ, '__name__', typ)}, got {_show(value)}") from None
+
+
+def _show(value: Any, width: int = 40) -> str:
+    """``repr(value)`` cut to ``width`` characters: an error message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# The words a YAML file or flag may spell a bool with.
+_BOOL_WORDS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
+    ("0", "false", "no", "off"), False
+)
+
+
+def _convert(value: Any, typ: Any, origin: Any, args: tuple[Any, ...], name: str) -> Any:
+    """``value`` as a ``typ``; TypeError / ValueError where it is not one.
+
+    YAML's ``true`` is a bool, and a bool is an int in Python: it is refused where a number or a name is
+    expected (``batch_size: true`` would otherwise train with batches of one).
+    """
+    if typ is bool:
+        if isinstance(value, bool) or value in (0, 1):
             return bool(value)
-        if typ is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if typ is float:
-            return float(value)
-        if typ is str:
-            return str(value)
-        if origin is list:
-            return [_coerce(name, v, args[0]) for v in (value if isinstance(value, list) else [value])]
-        if origin is dict:
-            if not isinstance(value, Mapping):
-                raise ValueError(value)
-            return dict(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"'{name}' expects {getattr(typ, '__name__', typ)}, got {value!r}") from None
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.lower()]
+        raise ValueError(value)
+    if typ in (int, float, str) and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
+        raise TypeError(value)
+    if typ is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    if typ is float:
+        return float(value)
+    if typ is str:
+        return str(value)
+    if origin is list:
+        return [_coerce(name, v, args[0]) for v in (value if isinstance(value, list) else [value])]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(value)
+        return dict(value)
     return value
 
 
 def overlay(cfg: TrainConfig, values: Mapping[str, Any], source: str = "overrides") -> TrainConfig:
     """Return ``cfg`` with ``values`` applied; unknown keys and wrong types raise ConfigError naming ``source``."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source} must hold a mapping of settings, not {type(values).__name__}")
     types = _field_types()
     valid = {f.name for f in fields(TrainConfig)}
     changes = {}
     for key, value in values.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"setting names in {source} must be text, got {_show(key)}")
         k = key.replace("-", "_")
         if k not in valid:
             raise unknown_name(f"setting in {source}", key, valid)
@@ -189,7 +215,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file '{path}' is not UTF-8 text (byte {e.start}): save it as UTF-8"
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -217,25 +247,88 @@ def resolve_config(
     return cfg
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric setting: ``lo`` to ``hi`` (None: no limit), each end included unless open.
+
+    Floats must also be finite: a NaN momentum trains to NaN and an infinite epoch count never ends.
+    """
+
+    lo: float
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if value < self.lo or (self.lo_open and value == self.lo):
+            return False
+        return self.hi is None or (value < self.hi or (not self.hi_open and value == self.hi))
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
+        left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+        return f"in {left}{_num(self.lo)}, {_num(self.hi)}{right}"
+
+
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+# Every numeric setting and its allowed values (a setting left at None is not checked; a list is checked item by
+# item). tests/train/test_config_validation.py checks that every int and float field has a row here or in CHOICES.
+RANGES: dict[str, Range] = {
+    "epochs": Range(0, lo_open=True),
+    "batch_size": Range(2, 2**20),  # BatchNorm cannot normalise a batch of one image in training
+    "lr": Range(0, lo_open=True),
+    "momentum": Range(0, 1, hi_open=True),  # SGD momentum, or AdamW's beta1
+    "weight_decay": Range(0),
+    "warmup_epochs": Range(0),
+    "min_lr_ratio": Range(0, 1),
+    "step_epochs": Range(0),
+    "step_gamma": Range(0, 1, lo_open=True),
+    "label_smoothing": Range(0, 1, hi_open=True),
+    "grad_clip": Range(0, lo_open=True),
+    "accum_steps": Range(1, 2**20),
+    "ema_decay": Range(0, 1, lo_open=True, hi_open=True),
+    "filter_rms_limit": Range(0, lo_open=True),
+    "image_size": Range(8, 1024),  # a side length in pixels; larger is out of reach of a CPU or one GPU
+    "train_sizes": Range(8, 1024),  # progressive resizing: side lengths, as image_size
+    "crop_padding": Range(0, 256),
+    "erasing": Range(0, 1),  # a probability
+    "mixup": Range(0),  # Beta alpha; 0 is off
+    "cutmix": Range(0),
+    "seed": Range(0, 2**63 - 1),
+    "threads": Range(1, 1024),
+    "eval_every": Range(1),
+    "max_steps": Range(1),
+}
+# Settings with a few allowed values.
+CHOICES: dict[str, tuple[int, ...]] = {"channels": (1, 3)}  # grey or RGB
+
+
+def problems(cfg: TrainConfig) -> list[str]:
+    """Every setting of ``cfg`` that is out of range, one line each (empty when ``cfg`` is valid)."""
+    found = []
+    for name, allowed in RANGES.items():
+        value = getattr(cfg, name)
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and v not in allowed:
+                found.append(f"{name} must be {allowed}, got {_show(v)}")
+    for name, choices in CHOICES.items():
+        if (value := getattr(cfg, name)) is not None and value not in choices:
+            found.append(f"{name} must be one of {', '.join(map(str, choices))}, got {_show(value)}")
+    if not found and cfg.warmup_epochs > cfg.epochs:
+        found.append(f"warmup_epochs must not exceed epochs ({cfg.warmup_epochs:g} > {cfg.epochs:g})")
+    return found
+
+
 def validate(cfg: TrainConfig) -> None:
-    """Range checks that a type cannot express."""
-    checks = [
-        (cfg.epochs > 0, "epochs must be > 0"),
-        (cfg.batch_size >= 1, "batch_size must be >= 1"),
-        (cfg.lr > 0, "lr must be > 0"),
-        (cfg.weight_decay >= 0, "weight_decay must be >= 0"),
-        (0 <= cfg.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-        (cfg.accum_steps >= 1, "accum_steps must be >= 1"),
-        (cfg.grad_clip is None or cfg.grad_clip > 0, "grad_clip must be > 0"),
-        (cfg.ema_decay is None or 0 < cfg.ema_decay < 1, "ema_decay must be in (0, 1)"),
-        (cfg.filter_rms_limit is None or cfg.filter_rms_limit > 0, "filter_rms_limit must be > 0"),
-        (cfg.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
-        (cfg.warmup_epochs <= cfg.epochs, "warmup_epochs must not exceed epochs"),
-        (cfg.eval_every >= 1, "eval_every must be >= 1"),
-        (cfg.channels in (None, 1, 3), "channels must be 1 or 3"),
-        (cfg.image_size is None or cfg.image_size >= 4, "image_size must be >= 4"),
-        (all(8 <= s <= 4096 for s in cfg.train_sizes), "train_sizes must each be in 8..4096"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(msg)
+    """Raise one ConfigError listing every out-of-range setting of ``cfg``, on one line separated by '; '."""
+    found = problems(cfg)
+    if found:
+        raise ConfigError("; ".join(found))
