@@ -124,6 +124,7 @@ def test_eval_predict_and_features_refuse_malicious_weights(run_copy: Path, tmp_
         ({"image_size": None}, "image_size"),
         ({"model": 7}, "model"),
         ({"model_kwargs": [1]}, "model_kwargs"),
+        ({"model_config": [1, 2]}, "model_config"),
         ({"dataset": 5}, "dataset"),
         ({"tta_flip": "yes"}, "tta_flip"),
     ],

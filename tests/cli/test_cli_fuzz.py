@@ -128,9 +128,10 @@ json_values = st.recursive(
 )
 
 RUN_FILES = ("model.json", "best.safetensors", "last.safetensors", "config.yaml", "state.pt")
-# The keys of model.json that rebuild the model and feed it. Not yet "model_config": a non-dict there still ends
-# in a TypeError in train/checkpoint.py's check_model_config (reported with issue 16); add it once refused.
-MODEL_JSON_KEYS = ("num_classes", "classes", "mean", "std", "image_size", "in_chans", "model", "model_kwargs")
+# The keys of model.json that rebuild the model and feed it.
+MODEL_JSON_KEYS = (
+    "num_classes", "classes", "mean", "std", "image_size", "in_chans", "model", "model_kwargs", "model_config"
+)  # fmt: skip
 
 
 @st.composite

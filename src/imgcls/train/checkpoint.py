@@ -194,6 +194,8 @@ def _check_model_info(info: dict[str, Any], path: Path) -> None:
         raise bad("std", "positive (images are divided by it)")
     if not isinstance(info.get("model_kwargs", {}), dict):
         raise bad("model_kwargs", "a JSON object of keyword arguments")
+    if not isinstance(info.get("model_config", {}), (dict, type(None))):
+        raise bad("model_config", "a JSON object (the model's resolved config)")
     if not isinstance(info.get("dataset", ""), str):
         raise bad("dataset", "a dataset name")
     if not isinstance(info.get("tta_flip", False), bool):
