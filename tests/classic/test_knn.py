@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgcls.classic import KNeighborsClassifier, knn, pixel_grid
+from imgcls.classic import KNeighborsClassifier, pixel_grid
 from imgcls.errors import ConfigError, DataError
 
 
