@@ -68,7 +68,14 @@ def test_cpu_classes() -> None:
     amx = hardware.CpuInfo("Xeon", "AVX512", frozenset({"avx512f", "amx_bf16", "avx512_bf16"}), 2, "x86_64")
     arm = hardware.CpuInfo("Neoverse", "DEFAULT", frozenset({"asimd", "bf16"}), 2, "aarch64")
     assert hardware.cpu_class(amx) == "AMX" and hardware.cpu_class(arm) == "NEON"
-    assert hardware.cpu_class(hardware.cpu_info()) in ("AMX", "AVX512_BF16", "AVX512", "AVX2", "NEON", "DEFAULT")
+    assert hardware.cpu_class(hardware.cpu_info()) in (
+        "AMX",
+        "AVX512_BF16",
+        "AVX512",
+        "AVX2",
+        "NEON",
+        "DEFAULT",
+    )
 
 
 @pytest.mark.parametrize("info", [ZEN3, ZEN4], ids=["avx2", "avx512-vnni"])
