@@ -7,13 +7,15 @@ import json
 import pytest
 import torch
 
-from imgcls.classic import KNeighborsClassifier
+from imgcls.classic import KNeighborsClassifier, knn
 from imgcls.utils import device, hardware
 
 ZEN3 = hardware.CpuInfo("AMD EPYC 7B13", "AVX2", frozenset({"avx2", "fma", "sse4_2"}), 2, "x86_64")
 ZEN4 = hardware.CpuInfo(
     "AMD EPYC 9B14", "AVX512", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}), 2, "x86_64"
 )
+# The real int8 product, for the test that counts its calls.
+REAL_INT_MM = torch._int_mm
 
 
 @pytest.fixture
@@ -25,12 +27,15 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path):
 
     def pretend(info: hardware.CpuInfo, speedup: float = 2.2) -> list[str]:
         monkeypatch.setattr(hardware, "cpu_info", lambda: info)
-        monkeypatch.setattr(hardware, "_measure_bf16_speedup", lambda: calls.append("bf16") or speedup)
+        names = {torch.bfloat16: "bf16", torch.int8: "int8"}
+        monkeypatch.setattr(hardware, "_measure_speedup", lambda dtype: calls.append(names[dtype]) or speedup)
         hardware.fast_bf16.cache_clear()
+        hardware.fast_int8.cache_clear()
         return calls
 
     yield pretend
     hardware.fast_bf16.cache_clear()
+    hardware.fast_int8.cache_clear()
 
 
 def test_avx2_gets_no_bf16_autocast_and_measures_nothing(machine) -> None:
@@ -78,15 +83,39 @@ def test_cpu_classes() -> None:
     )
 
 
-@pytest.mark.parametrize("info", [ZEN3, ZEN4], ids=["avx2", "avx512-vnni"])
-def test_knn_uses_no_int8_product_on_any_cpu(info, machine, monkeypatch: pytest.MonkeyPatch) -> None:
-    # int8 products ran 45x slower than float32 without VNNI; the k-NN now uses float32 products everywhere
-    machine(info)
+def test_avx2_gets_no_int8_products_and_measures_nothing(machine) -> None:
+    calls = machine(ZEN3)
+    assert not hardware.fast_int8() and calls == []
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("int8 matrix product used")
 
-    monkeypatch.setattr(torch, "_int_mm", refuse)
-    x = torch.randint(0, 256, (300, 16), dtype=torch.uint8)
-    clf = KNeighborsClassifier(k=3).fit(x, torch.arange(300) % 3)
-    assert clf.predict(x[:20]).shape == (20,) and clf.stats.kind == "pixels-l2"
+@pytest.mark.parametrize("speedup, int8", [(3.5, True), (1.1, False)])
+def test_vnni_gets_int8_products_where_they_measure_faster(machine, speedup: float, int8: bool) -> None:
+    calls = machine(ZEN4, speedup=speedup)
+    assert hardware.fast_int8() is int8 and calls == ["int8"]
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["float32-products", "int8-products"])
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+def test_knn_pixel_path_takes_the_product_the_dispatch_chose(
+    fast: bool, metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # int8 products ran 45x slower than float32 without VNNI: used only where fast_int8() says so; the float32
+    # products on the same codes are exact, so both give the same neighbours and distances
+    used = {"int8": 0}
+
+    def int_mm(*args, **kwargs):
+        used["int8"] += 1
+        return REAL_INT_MM(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_int_mm", int_mm)
+    monkeypatch.setattr(knn, "fast_int8", lambda: fast)
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (3000, 40), generator=rng, dtype=torch.uint8)
+    q = torch.randint(0, 256, (50, 40), generator=rng, dtype=torch.uint8)
+    clf = KNeighborsClassifier(k=5, metric=metric).fit(x, torch.arange(3000) % 3)
+    dist, idx = clf.kneighbors(q)
+    assert clf.stats.kind == f"{'int8' if fast else 'pixels'}-{metric}"
+    assert (used["int8"] > 0) is fast
+    d = torch.cdist(q.double(), x.double(), p=2 if metric == "l2" else 1)
+    ref = torch.sort(d, dim=1, stable=True)
+    assert torch.equal(idx, ref.indices[:, :5]) and torch.equal(dist, ref.values[:, :5])

@@ -15,36 +15,49 @@ Determinism, documented because scikit-learn leaves both to floating-point noise
 - :meth:`KNeighborsClassifier.predict_topk` ranks classes by vote, ties as above; classes without votes come
   last, smallest label first.
 
-How the search is exact and fast. A brute force is ``Q x N x D`` work (Fashion-MNIST: 10,000 x 60,000 x 784),
-and a float32 matrix product is the fastest way to do it on every CPU. We do less of it: a *lower bound* of
-every distance comes from a matrix product of ``rank + 1 = 65`` columns instead of ``D``, and only the few
-samples whose bound could beat the k-th neighbour get their exact distance.
+How the search is exact and fast (the brute force a k-NN needs is ``Q x N x D`` work; Fashion-MNIST has
+10,000 x 60,000 x 784): a cheap *lower bound* of every distance comes from matrix products, the bounds pick
+candidates, and only candidates get their exact distance.
 
-1. Embedding. Each metric maps samples to ``e(x)`` with ``|e(a) - e(b)|^2 <= dist(a, b)``:
-   L2 (squared) the data itself; cosine ``x / (|x| sqrt 2)`` (then equality: ``1 - cos``); L1 four *pieces*
-   per feature, ``p_j(x) = clamp(x - lo - j w, 0, w) / sqrt(w)`` with ``w`` a quarter of the feature's
-   training range: ``|a - b| = sum_j |dp_j| sqrt(w)`` and every ``|dp_j| sqrt(w) <= w``, so
-   ``|a - b| >= sum_j dp_j^2``. (A query outside the training range is clamped to it, which only brings
-   it closer to every training sample.)
-2. Bound. The centred embeddings are split into their coordinates on ``rank`` orthonormal principal
-   directions and the norm of the remainder; ``(p, |rest|)`` of two samples give
-   ``|p(a) - p(b)|^2 + (|rest(a)| - |rest(b)|)^2 <= |e(a) - e(b)|^2`` (the remainders' difference is at least
-   the difference of their norms). One ``addmm`` gives this for a chunk of queries against the whole
-   training set, in float32, with a rounding-error margin.
-3. Search. The ``2k`` smallest bounds of a query give ``2k`` exact distances whose k-th, ``U``, is at least
-   the true k-th distance. Every sample whose bound is at most ``U`` (plus the margin) is a candidate, which
-   includes every sample at distance ``<= U``; candidates get their exact distance (8-bit pixels: in
-   integers, so equal distances are exactly equal; else float64), and the ``k`` smallest by (distance,
-   index) are the answer. On Fashion-MNIST a query has a few hundred candidates under L2 and a few
-   thousand under L1, out of 60,000.
+1. Training samples are projected on the first two principal directions, ``p(x) = V x``, which never
+   stretch a distance: for L2 ``|p(a) - p(b)| <= |a - b|`` (orthonormal directions); for L1 each signed
+   direction alone gives ``|v.(a - b)| <= |a - b|_1``. Sorted into slabs of the first projection and cells of
+   the second, about 2,048 samples a cell (a superblock), each with its bounding box in ``p``. Queries are
+   processed in chunks of neighbouring ``p``.
+2. For a chunk, the bounds against the cells its queries fall in are computed first. They are grouped in
+   blocks of 16 samples; the samples with the smallest bounds in the ``2k`` most promising blocks get their
+   exact distance, and the k-th smallest of those, ``U``, is at least the true k-th distance. Only cells
+   whose box lies within ``window(U)`` of a query's ``p`` can hold a neighbour: those are added, each for
+   the queries within reach of it, and ``U`` is taken again.
+3. Every sample whose bound is at most ``U`` is a candidate (all true neighbours are, since a bound never
+   exceeds its distance); each gets its exact distance, and the ``k`` smallest (ties by index) are returned.
+   ``U`` shrinks as candidates are checked.
 
-Pixels (:func:`pixel_grid`: uint8, integers in 0..255, or floats on the 1/255 grid as ``ToTensor`` makes
-them) are searched as their 8-bit codes, distances reported in the units given. Memory: a chunk of queries
-holds its bounds against the training set (4 bytes a pair) and their comparison; chunks and the candidates
-checked at once are sized to ``memory_budget_mb`` (default 512). Nothing here depends on the CPU's
-instruction set: the plain float32 product is what every CPU (and GPU) runs well. (Until 2026-12 this
-module used int8 products with cells of a 2-D projection: 4x faster than float32 on a CPU with AVX-512
-VNNI, 45x slower on one without; this simpler search is faster on both; see the README's benchmark.)
+The bounds, by data kind (see :func:`pixel_grid` for what counts as pixels):
+
+- Pixels (uint8, integers in 0..255, or floats on the 1/255 grid as ``ToTensor`` makes them), CPU, L2: the
+  bound *is* the squared distance, computed exactly as ``|a'|^2 + |b'|^2 - 2 a'.b'`` on ``a' = a - 128``:
+  integer arithmetic, so no rounding and exact ties. The product is chosen by the machine
+  (:func:`imgcls.utils.hardware.fast_int8`): int8 with int32 accumulation (``torch._int_mm``) where int8
+  dot-product instructions exist and measure faster (about 4x a float32 product with AVX-512 VNNI), else a
+  float32 product of the same codes, exact too because every term is at most 128^2 and every partial sum
+  an integer below 2^24 (``torch._int_mm`` without VNNI ran 45x slower than float32 on AVX2).
+  The candidates' distances then follow from their bounds, without reading a pixel.
+- Pixels, CPU, L1: no matrix product gives an L1 distance, so the bound is one. Each value is split into 4
+  pieces ``p_j(a) = clamp(a - 64 j, 0, 64)``; then ``|a - b| = sum_j |p_j(a) - p_j(b)|`` and, as
+  ``|p_j(a) - p_j(b)| <= 64``, ``|a - b| >= sum_j (p_j(a) - p_j(b))^2 / 64``: a squared L2 distance of the
+  pieces, again exact (in int8, or float32: terms at most 64^2). It is tight for far samples (large differences fill whole pieces), which
+  leaves a few hundred candidates per query on Fashion-MNIST, checked exactly in integers.
+- Anything else (features, other devices): float32 ``|a|^2 + |b|^2 - 2 a.b`` on centred (L2, L1) or
+  unit-normalised (cosine) data, minus a rounding-error bound ``4 (D + 8) u (|a| + max|b|)^2``
+  (``u = 2^-24``; Higham, "Accuracy and Stability of Numerical Algorithms", 2002, section 3.1, with margin),
+  is a lower bound of the squared L2 distance; for L1 its square root is one too (``|x|_1 >= |x|_2``), but a
+  weak one: L1 on float features is close to a brute force. Candidates are checked exactly in float64.
+
+Chunks of at most 256 queries run in parallel on the CPU, one per thread (a chunk is many small operations
+in sequence, which parallelise better across chunks than within one). Memory: the products of a chunk with
+the training set are the one large temporary; chunks are sized so that those of all threads fit
+``memory_budget_mb`` (default 512).
 """
 
 from __future__ import annotations
@@ -60,6 +73,7 @@ import numpy as np
 import torch
 
 from imgcls.errors import ConfigError, DataError
+from imgcls.utils.hardware import fast_int8
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET_MB",
@@ -78,10 +92,13 @@ WEIGHTS = ("uniform", "distance")
 TIE_BREAKS = ("nearest", "label")
 DEFAULT_MEMORY_BUDGET_MB = 512.0
 
-RANK = 64  # principal directions of the bound (benchmarks/classic_vs_sklearn.py --ranks measures others)
-_PIECES = 4  # L1: pieces per feature
-_FIT_ROWS = 8192  # training samples the principal directions are estimated from
-_CHUNK_ROWS = 1024  # queries per chunk when the budget allows
+_BLOCK = 16  # training samples per strided block of step 1
+# About this many samples share one cell of the projections (one matrix product): 2,048 measured best with
+# int8 products (AVX-512 VNNI), 1,024 with float32 ones (AVX2: 6.3 s against 7.8 s, Fashion-MNIST L2).
+_SUPERBLOCK = {"int8": 2048, "float32": 1024}
+_CHUNK_ROWS = 256  # queries per chunk when the budget allows: fewer starve the matrix product
+_PIECE = 64  # width of an L1 piece: 4 pieces cover 0..255, and 0..64 fits int8
+_INT32_MAX = 2**31 - 1
 _U32 = 2.0**-24  # float32 unit roundoff
 
 
@@ -163,226 +180,589 @@ def pixel_grid(x: torch.Tensor) -> tuple[torch.Tensor, float] | None:
     return out, 255.0
 
 
-# ------------------------------------------------------------------------------------------- the bound
+# ------------------------------------------------------------------------------------- distance spaces
 
 
-@dataclass
-class SearchStats:
-    """What the last search did: which space, the bound's rank, how many exact distances per query."""
+class _Query:
+    """A chunk of queries prepared for one space (whatever the space needs: codes, norms, originals)."""
 
-    kind: str = ""
-    rank: int = 0  # principal directions of the bound (the embedding's width when it is not reduced)
-    queries: int = 0
-    exact_per_query: float = 0.0
-    chunks: int = 0
+    def __init__(self, **kw: torch.Tensor) -> None:
+        self.__dict__.update(kw)
 
 
 class _Space:
-    """The training set prepared for one metric: a lower bound of every distance from one matrix product.
+    """Training data prepared for one metric: lower bounds from matrix products, exact distances on pairs.
 
-    ``embed`` maps samples so that the squared L2 distance of two embeddings never exceeds their distance
-    (module docstring). The embeddings, centred, are split into their coordinates ``p`` on ``rank``
-    orthonormal principal directions and the norm ``r`` of what is left; as ``(p, r)`` of two samples are
-    the coordinates of their embeddings in a rotated frame with the rest of each folded onto one axis,
-    ``|p(a) - p(b)|^2 + (r(a) - r(b))^2`` is at most ``|e(a) - e(b)|^2``, hence at most the distance: a
-    squared L2 distance of ``rank + 1`` coordinates, one matrix product for a chunk of queries.
+    The bound of query ``i`` and stored sample ``p`` is ``base[p] - prod[i, p]``, with ``prod`` the matrix
+    product of :meth:`product`; ``exact <= u`` implies ``bound <= threshold(u)``. Distances inside a space
+    are in internal units (L2: squared), converted by :meth:`to_metric`.
 
-    Internal distance units: L2 squared, L1 as is, cosine ``1 - cos``; pixels in 0..255 codes.
+    Storage order, two levels:
+
+    - *Superblocks*: cells of about 2,048 samples in the plane of the two projections ``p(x) = V x`` (slabs
+      of the first, cells of the second), each with its bounding box. ``window(u)`` bounds how far in ``p``
+      a sample at distance ``<= u`` can be (:meth:`box_gap` measures it), so a query needs only the cells
+      whose box comes within ``window(U)``. The matrix product is taken one superblock at a time, and only
+      for the queries that need it.
+    - Within a superblock, samples are sorted by ``base`` and laid out in strided blocks of 16 (block ``j``
+      at positions ``j, j + B, ..., j + 15 B`` of the superblock). A block's bound is then
+      ``base_min[j] - max(prod over the block)``: a max over 16 contiguous rows of the product, and no pass
+      that forms the bounds themselves.
+
+    ``order[p]`` is the original index at position ``p`` (``n`` for padding, whose base is the largest value
+    and whose product is 0).
     """
 
-    def __init__(self, x: torch.Tensor, metric: str, scale: float, rank: int) -> None:
-        self.x, self.metric, self.scale = x, metric, scale
-        self.pixels = x.dtype == torch.uint8 and metric != "cosine"
-        n, d = x.shape
-        if metric == "cosine":
-            self.norm64 = _nonzero_norms(x, "training")
-        if metric == "l1":  # the pieces span each feature's training range (constant features: width 0)
-            self.lo = x.amin(0).double()
-            self.width = (x.amax(0).double() - self.lo) / _PIECES
-        width = d * _PIECES if metric == "l1" else d
-        sub = x[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:_FIT_ROWS]]
-        e = self.embed(sub)
-        self.mean = e.double().mean(0)
-        self.rank = min(rank, width)
-        self.v = _principal_directions((e.double() - self.mean).float(), self.rank)
-        self.coords = torch.cat([self._coords(c) for c in x.split(4096)])  # (N, rank + 1)
-        self.sq = self.coords.double().square().sum(1)
-        self.radius = float(self.sq.max().sqrt())
-        if self.pixels and metric == "l2":  # |code - 128|^2, exact in float32 up to D = 1024 (see exact())
-            dt = torch.float32 if d <= 1024 else torch.float64
-            self.sq_codes = torch.cat([(c.to(dt) - 128).square().sum(1) for c in x.split(4096)]).double()
-        self.kind = f"{'pixels' if self.pixels else 'float'}-{metric}"
+    kind = ""
+    metric = ""
+    n: int
+    nb: int  # blocks
+    sb_count: int  # superblocks
+    sb_blocks: int  # blocks per superblock
+    base: torch.Tensor
+    base_min: torch.Tensor
+    order: torch.Tensor
+    proj_lo: torch.Tensor | None = None  # (superblocks, 2) smallest / largest projections in each
+    proj_hi: torch.Tensor | None = None
+    slab_edges: torch.Tensor | None = None  # first-projection values that separate the slabs
+    proj_eps: float = 0.0
+    superblock: int = 2048  # samples per cell (set by each space from _SUPERBLOCK)
+    box_norm = 2.0  # how the two projection gaps combine into one bound: 2 (Euclidean) or inf (max)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(m, D)`` -> float32 embeddings whose squared L2 distances are lower bounds of the distances."""
-        if self.metric == "l2":
-            return x.float()
-        if self.metric == "cosine":  # |a/|a| - b/|b||^2 / 2 = 1 - cos
-            return (x.double() / (_nonzero_norms(x, "query") * math.sqrt(2))[:, None]).float()
-        # L1: 4 pieces per feature, each piece in 0..w. |a - b| (a query clamped to the training range
-        # only moves closer) = the sum of the pieces' |differences|, each <= w, so >= sum of diff^2 / w.
-        w, root = self.width, self.width.clamp(min=1e-300).sqrt()
-        z = torch.minimum(torch.maximum(x.double(), self.lo), self.lo + _PIECES * w) - self.lo
-        parts = [torch.minimum((z - j * w).clamp_(min=0), w) / root for j in range(_PIECES)]
-        return torch.cat(parts, 1).float()  # (m, 4 D)
+    def _arrange(self, base: torch.Tensor, big: float, proj: torch.Tensor | None) -> torch.Tensor:
+        """Lay out the samples as the class docstring says; sets the layout attributes; returns ``order``."""
+        n = base.shape[0]
+        s_count = max(1, -(-n // self.superblock)) if proj is not None else 1
+        slabs = max(1, round(s_count**0.5))
+        s_count = slabs * -(-s_count // slabs)  # a whole number of cells per slab
+        b = -(-n // (_BLOCK * s_count))
+        size = _BLOCK * b  # samples per superblock
+        self.n, self.sb_count, self.sb_blocks, self.nb = n, s_count, b, s_count * b
+        dev = base.device
+        if proj is None:
+            ranked = torch.arange(n, device=dev)
+        else:  # slabs of the first projection, cells of the second within each slab
+            by_first = torch.argsort(proj[:, 0], stable=True)
+            slab_size = (s_count // slabs) * size
+            slab_of = torch.arange(n, device=dev) // slab_size
+            o = torch.argsort(proj[by_first, 1], stable=True)
+            ranked = by_first[o[torch.argsort(slab_of[o], stable=True)]]
+            self.slab_edges = proj[by_first[torch.arange(1, slabs, device=dev) * slab_size], 0]
+        ranked = torch.cat([ranked, torch.full((s_count * size - n,), n, dtype=torch.int64, device=dev)])
+        full = torch.cat([base, base.new_full((1,), big)])
+        # by base within each superblock: stable sorts by base, then by superblock
+        o = torch.argsort(full[ranked], stable=True)
+        o = o[torch.argsort(o // size, stable=True)]
+        # element 16 j + s of superblock k goes to position k size + s B + j
+        self.order = ranked[o].view(s_count, b, _BLOCK).transpose(1, 2).reshape(-1)
+        self.base = full[self.order]
+        self.base_min = self.base.view(s_count, _BLOCK, b)[:, 0, :].reshape(-1)  # lane 0: smallest in block
+        if proj is not None:
+            cells = torch.cat([proj, proj.new_full((1, proj.shape[1]), math.nan)])[ranked].view(
+                s_count, size, -1
+            )
+            self.proj_lo = torch.where(cells.isnan(), math.inf, cells).amin(1)  # (padding is NaN: ignored)
+            self.proj_hi = torch.where(cells.isnan(), -math.inf, cells).amax(1)
+            self.proj_eps = 1e-9 * (float(proj.abs().max()) + 1.0)  # float64 rounding of the projections
+        return self.order
 
-    def _coords(self, x: torch.Tensor) -> torch.Tensor:
-        """``(m, D)`` -> ``(m, rank + 1)``: principal coordinates and the norm of the rest."""
-        e = (self.embed(x).double() - self.mean).float()
-        p = e @ self.v
-        rest = (e.double().square().sum(1) - p.double().square().sum(1)).clamp_(min=0).sqrt()
-        return torch.cat([p, rest.float()[:, None]], 1)
+    def query_order(self, proj: torch.Tensor) -> torch.Tensor:
+        """Queries by slab, then by the second projection: a chunk then covers few cells."""
+        slab = torch.bucketize(proj[:, 0].contiguous(), self.slab_edges, right=True)
+        o = torch.argsort(proj[:, 1], stable=True)
+        return o[torch.argsort(slab[o], stable=True)]
 
-    def bounds(self, q: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float32 bounds ``(m, N)`` (into ``out``) of a chunk of queries and each row's rounding margin ``(m,)``.
-
-        ``|a|^2 + |b|^2 - 2 a.b`` in float32 is off by at most ``4 (rank + 9) u (|a| + max|b|)^2``
-        (Higham, "Accuracy and Stability of Numerical Algorithms", 2002, section 3.1, with margin).
-        """
-        c = self._coords(q)
-        sq = c.double().square().sum(1)
-        b = torch.addmm(self.sq.float()[None, :], c, self.coords.T, alpha=-2, out=out).add_(
-            sq.float()[:, None]
+    def box_gap(self, proj: torch.Tensor) -> torch.Tensor:
+        """``(m, S)``: how far each query's projections lie outside each superblock's box (the bound)."""
+        gap = (self.proj_lo[None] - proj[:, None]).clamp(min=0) + (proj[:, None] - self.proj_hi[None]).clamp(
+            min=0
         )
-        return b, 4 * (self.rank + 9) * _U32 * (sq.sqrt() + self.radius) ** 2
+        return gap.norm(p=self.box_norm, dim=2)
 
-    def exact(self, a: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Exact distances (float64, internal units) of the samples ``cols`` to one query ``a`` ``(D,)``, or
-        pair by pair to the rows of ``a`` ``(len(cols), D)``."""
-        b = self.x.index_select(0, cols)
-        if self.pixels:
-            # 8-bit codes in float32: every partial sum is an integer below 2^24 (L2: of centred codes, up to
-            # D = 1024; float64 beyond), so exact in any summation order: equal distances come out equal.
-            if self.metric == "l1":
-                return (b.float() - a.float()).abs_().sum(-1).double()
-            dt = torch.float32 if b.shape[1] <= 1024 else torch.float64
-            ac, bc = a.to(dt) - 128, b.to(dt) - 128
-            dot = bc @ ac if a.dim() == 1 else (bc * ac).sum(1)
-            return self.sq_codes[cols] + ac.double().square().sum(-1) - 2 * dot.double()
-        a, b = a.double(), b.double()
-        if self.metric == "l2":
-            return (b - a).square_().sum(-1)
+    def prepare(self, q: torch.Tensor) -> _Query:
+        raise NotImplementedError
+
+    def projection(self, q: torch.Tensor) -> torch.Tensor:
+        """``p`` of each query row (float64)."""
+        raise NotImplementedError
+
+    def product(self, qp: _Query, sb: int, out: torch.Tensor, rows: torch.Tensor | None) -> None:
+        """Write the product of the chunk (or its rows ``rows``) with superblock ``sb`` into ``out``."""
+        raise NotImplementedError
+
+    def threshold(self, qp: _Query, u: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def window(self, u: torch.Tensor) -> torch.Tensor:
+        """Half-width in projection units within which every sample at distance <= ``u`` lies."""
+        raise NotImplementedError
+
+    def exact(self, qp: _Query, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Exact internal distances of query rows ``rows`` (chunk-local) and training samples ``cols``."""
+        raise NotImplementedError
+
+    def exact_from_bound(
+        self, qp: _Query, rows: torch.Tensor, cols: torch.Tensor, bound: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The exact distances from the (computed) bounds, where the bound determines them; else None."""
+        return None
+
+    def to_metric(self, d: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _PixelSpace(_Space):
+    """uint8 pixels on the CPU: exact integer L2, or the integer piece bound for L1 (module docstring)."""
+
+    def __init__(self, x: torch.Tensor, metric: str, scale: float) -> None:
+        # int8 products (torch._int_mm) only where they measure faster than float32 ones: about 4x faster with
+        # AVX-512 VNNI, 45x slower without it. Elsewhere the same codes go through a float32 product, exact
+        # because every term and partial sum is an integer below 2^24 (float64 beyond 1,024 pixels).
+        self.int8 = fast_int8()
+        self.kind = f"{'int8' if self.int8 else 'pixels'}-{metric}"
+        self.metric = metric
+        self.scale = scale
+        self.mult = 1 if metric == "l2" else _PIECE  # bound units per unit of distance
+        norms = self._norms(x)
+        self.parity = torch.cat([norms % 2, norms.new_zeros(1)])  # (index n: padding)
+        self.x = _shift(x)  # (N, D) int8 a - 128, original order, for the exact distances
+        # Projection on int8 weights v, an int8 product (the shift by 128 moves every p alike): for L2 the
+        # first principal direction scaled to +-127, |v.(a-b)| <= |v| |a-b|_2; for L1 its signs,
+        # |v.(a-b)| <= |a-b|_1. Integers throughout: exact.
+        v = _principal_directions(x)  # (D, 2)
+        if metric == "l2":
+            self.v = torch.round(v / v.abs().amax(0).clamp(min=1e-300) * 127).to(torch.int8)
+            # |V.(a-b)|_2 <= sigma_max(V) |a-b|_2; the margin covers the float64 singular value
+            self.v_norm = float(torch.linalg.matrix_norm(self.v.double(), ord=2)) * (1 + 1e-9)
+        else:  # each |v_i.(a-b)| <= |a-b|_1: the larger of the two gaps is a bound
+            self.v, self.v_norm, self.box_norm = torch.sign(v).to(torch.int8), 1.0, math.inf
+        self.superblock = _SUPERBLOCK["int8" if self.int8 else "float32"]
+        proj = self.projection(x) if x.shape[0] > self.superblock else None
+        # bound = h - a.b with h = floor(|b|^2 / 2): half the squared distance less the query's own |a|^2.
+        order = self._arrange(torch.div(norms, 2, rounding_mode="floor"), _INT32_MAX, proj)
+        self.base, self.base_min = self.base.to(torch.int32), self.base_min.to(torch.int32)
+        xs = torch.index_select(x, 0, order.clamp(max=self.n - 1))  # storage order (padding: any row)
+        codes = self._encode(xs, dim=1)  # (n_pad, K) int8; _int_mm takes its transpose as it is
+        codes[(order == self.n).nonzero().view(-1)] = 0  # padding: product 0, the bound stays the largest
+        self.peak = 128 * 128 if metric == "l2" else _PIECE * _PIECE  # the largest term of a code product
+        self.codes = codes if self.int8 else codes.to(_exact_float(codes.shape[1], self.peak))
+        self.ones = torch.ones(x.shape[1], 1, dtype=torch.int8)
+        self.sums = self._sums(self.x)
+
+    def _mm(
+        self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, peak: int = 128 * 128
+    ) -> torch.Tensor:
+        """``a @ b`` as exact int32 for int8 codes (or their float copies) whose terms are at most ``peak``."""
+        if self.int8:
+            return torch._int_mm(a, b, out=out)
+        dt = _exact_float(a.shape[1], peak)
+        r = torch.mm(a.to(dt), b.to(dt))
+        return r.to(torch.int32) if out is None else out.copy_(r)
+
+    def _encode(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        if self.metric == "l2":  # a - 128 in int8; |a - b| is shift-invariant
+            return _shift(x)
+        # 4 pieces stacked along ``dim`` (planar: all pixels of piece 0, then piece 1, ...)
+        xi = x.to(torch.int16)
+        return torch.cat([(xi - _PIECE * j).clamp_(0, _PIECE).to(torch.int8) for j in range(4)], dim)
+
+    def _norms(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared norms of the codes of uint8 rows ``x`` (int64), computed in float32: every term and partial
+        sum is an integer below 2^24 (at most 784 x 128^2 for L2, 784 x 4 x 64^2 for L1), hence exact."""
+        out = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
+        for i in range(0, x.shape[0], 4096):
+            v = x[i : i + 4096].float()
+            if self.metric == "l2":
+                f = v.sub_(128).square_()  # (a - 128)^2
+            else:  # sum_j clamp(a - 64 j, 0, 64)^2 = 64^2 (a // 64) + (a % 64)^2
+                q = torch.floor(v / _PIECE)
+                f = v.sub_(q * _PIECE).square_().add_(q * _PIECE**2)
+            out[i : i + 4096] = f.sum(1).long()
+        return out
+
+    def prepare(self, q: torch.Tensor) -> _Query:
+        qx = _shift(q)
+        codes = self._encode(q, dim=1)
+        codes = codes if self.int8 else codes.to(self.codes.dtype)
+        return _Query(x=qx, codes=codes, norms=self._norms(q), sums=self._sums(qx))
+
+    def _sums(self, shifted: torch.Tensor) -> torch.Tensor | None:
+        """Row sums of the pixels (L1 only), an int8 product with a column of ones: sum(a - 128) + 128 D."""
+        if self.metric != "l1":
+            return None
+        return self._mm(shifted, self.ones, peak=128).view(-1).long() + 128 * shifted.shape[1]
+
+    def projection(self, q: torch.Tensor) -> torch.Tensor:
+        return self._mm(_shift(q), self.v).double()  # (m, 2), exact integers
+
+    def product(self, qp: _Query, sb: int, out: torch.Tensor, rows: torch.Tensor | None) -> None:
+        size, a = out.shape[1], qp.codes if rows is None else torch.index_select(qp.codes, 0, rows)
+        self._mm(a, self.codes[sb * size : (sb + 1) * size].T, out=out, peak=self.peak)  # int32, exact
+
+    def window(self, u: torch.Tensor) -> torch.Tensor:
+        return (u.sqrt() * self.v_norm if self.metric == "l2" else u) + 1e-6
+
+    def threshold(self, qp: _Query, u: torch.Tensor) -> torch.Tensor:
+        # L2: |a-b|^2 = |a|^2 + |b|^2 - 2 a.b >= |a|^2 + 2 (h - a.b) <= u  =>  h - a.b <= (u - |a|^2) / 2.
+        # L1: 64 |a-b|_1 >= |a|^2 + |b|^2 - 2 a.b (pieces): the same with u -> 64 u.
+        t = torch.floor((u * self.mult - qp.norms.double()) / 2)
+        return t.clamp(-_INT32_MAX, _INT32_MAX - 1).to(torch.int32)
+
+    def exact(self, qp: _Query, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        # index_select: twice the speed of x[rows] on rows of bytes
+        a, b = torch.index_select(qp.x, 0, rows), torch.index_select(self.x, 0, cols)
         if self.metric == "l1":
-            return (b - a).abs_().sum(-1)
-        cos = (b * a).sum(-1) / (a.norm(dim=-1) * self.norm64[cols])
-        return (1 - cos).clamp_min_(0)
+            # |a - b| = (a + b) - 2 min(a, b): the row sums are known, min is one int8 pass, and its sum an
+            # int8 product with a column of ones (a widening sum would first copy the bytes to int64);
+            # the minimum of a - 128 and b - 128 is min(a, b) - 128
+            low = self._mm(torch.minimum(a, b), self.ones, peak=128).view(-1).double() + 128 * a.shape[1]
+            return (qp.sums[rows] + self.sums[cols]).double() - 2 * low
+        d = a.to(torch.int32) - b.to(torch.int32)
+        return d.square_().sum(1, dtype=torch.int64).double()
+
+    def exact_from_bound(
+        self, qp: _Query, rows: torch.Tensor, cols: torch.Tensor, bound: torch.Tensor
+    ) -> torch.Tensor | None:
+        # L2: bound = h - a.b exactly, so |a - b|^2 = |a|^2 + 2 bound + (|b|^2 mod 2): no pixels read
+        if self.metric != "l2":
+            return None
+        return (qp.norms[rows] + 2 * bound.long() + self.parity[cols]).double()
 
     def to_metric(self, d: torch.Tensor) -> torch.Tensor:
         return (d.sqrt() if self.metric == "l2" else d) / self.scale
 
 
-def _nonzero_norms(x: torch.Tensor, what: str) -> torch.Tensor:
-    norms = torch.cat([c.double().norm(dim=1) for c in x.split(4096)])
-    if bool((norms == 0).any()):
-        row = int((norms == 0).nonzero()[0, 0])
-        raise DataError(
-            f"cosine distance needs non-zero vectors; {what} row {row} is all zeros: use l2 or l1"
-        )
-    return norms
+class _FloatSpace(_Space):
+    """Any numbers, any device: float32 bounds with a rounding-error margin, float64 exact distances."""
+
+    def __init__(self, x: torch.Tensor, metric: str) -> None:
+        self.kind = f"float-{metric}"
+        self.metric = metric
+        self.x = x
+        n, d = x.shape
+        self.dim = d
+        # Centring (L2, L1: translation-invariant) shrinks the norms, hence the rounding margin.
+        self.mean = _chunked_mean(x) if metric != "cosine" else None
+        self.norm64 = _chunked_norms(x) if metric == "cosine" else None
+        if self.norm64 is not None and bool((self.norm64 == 0).any()):
+            row = int((self.norm64 == 0).nonzero()[0, 0])
+            raise DataError(
+                f"cosine distance needs non-zero vectors; training row {row} is all zeros: use l2 or l1"
+            )
+        z = torch.zeros(n + 1, d, dtype=torch.float32, device=x.device)  # row n: padding
+        for i in range(0, n, 4096):
+            j = min(n, i + 4096)
+            z[i:j] = self._embed(x[i:j], None if self.norm64 is None else self.norm64[i:j])
+        zn = _chunked_norms(z[:n]).square()
+        self.radius = float(zn.max().sqrt())
+        # Projection (L2 and cosine: |v.(a-b)| <= |a-b|_2; L1: signs, <= |a-b|_1) of the data as given
+        # (unit-normalised for cosine), in float64.
+        v = _principal_directions(z[:n])  # (D, 2) orthonormal
+        self.v = torch.sign(v) if metric == "l1" else v
+        self.box_norm = math.inf if metric == "l1" else 2.0
+        self.superblock = _SUPERBLOCK["float32"]
+        proj = self._project(x, self.norm64) if n > self.superblock else None
+        # bound = |b|^2 / 2 - a.b: half the squared chord less the query's own |a|^2 / 2
+        order = self._arrange(zn / 2, math.inf, proj)
+        self.base, self.base_min = self.base.float(), self.base_min.float()
+        self.z = torch.index_select(z, 0, order)
+
+    def _project(self, x: torch.Tensor, norms: torch.Tensor | None) -> torch.Tensor:
+        p = _chunked_matvec(x, self.v)
+        return p if norms is None else p / norms[:, None]
+
+    def projection(self, q: torch.Tensor) -> torch.Tensor:
+        return self._project(q, _chunked_norms(q) if self.metric == "cosine" else None)
+
+    def _embed(self, x: torch.Tensor, norms: torch.Tensor | None) -> torch.Tensor:
+        if self.mean is not None:
+            return (x.double() - self.mean).float()
+        return (x.double() / norms[:, None]).float()
+
+    def prepare(self, q: torch.Tensor) -> _Query:
+        norms = _chunked_norms(q) if self.metric == "cosine" else None
+        if norms is not None and bool((norms == 0).any()):
+            row = int((norms == 0).nonzero()[0, 0])
+            raise DataError(
+                f"cosine distance needs non-zero vectors; query row {row} is all zeros: use l2 or l1"
+            )
+        z = self._embed(q, norms)
+        zn = z.double().square().sum(1)
+        # Rounding-error bound of the float32 |a|^2 + |b|^2 - 2 a.b (module docstring).
+        delta = 4 * (self.dim + 8) * _U32 * (zn.sqrt() + self.radius) ** 2
+        return _Query(x=q, z=z, zn=zn, delta=delta, norm64=norms)
+
+    def product(self, qp: _Query, sb: int, out: torch.Tensor, rows: torch.Tensor | None) -> None:
+        size, a = out.shape[1], qp.z if rows is None else torch.index_select(qp.z, 0, rows)
+        torch.mm(a, self.z[sb * size : (sb + 1) * size].T, out=out)
+
+    def window(self, u: torch.Tensor) -> torch.Tensor:
+        # l2: |a-b|_2 = sqrt(u); l1: |a-b|_2 <= |a-b|_1 = u; cosine: chord of unit vectors sqrt(2 u)
+        # (|V.(a-b)|_2 <= |a-b|_2 for orthonormal rows; for L1 each sign row alone, box_norm = inf)
+        w = {"l2": u.sqrt(), "l1": u, "cosine": (2 * u).sqrt()}[self.metric]
+        return w * (1 + 1e-6) + 2 * self.proj_eps  # float64 data: the distances themselves have rounding
+
+    def threshold(self, qp: _Query, u: torch.Tensor) -> torch.Tensor:
+        # squared chord of the embedding, per metric: l2 d^2 = u; l1: |x|_2^2 <= |x|_1^2; cosine: 2 (1 - cos)
+        sq = {"l2": u, "l1": u * u, "cosine": 2 * u}[self.metric]
+        t = ((sq + qp.delta - qp.zn) / 2).float()
+        return torch.nextafter(t, torch.full_like(t, math.inf))  # round up: never lose a candidate
+
+    def exact(self, qp: _Query, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        a = torch.index_select(qp.x, 0, rows).double()
+        b = torch.index_select(self.x, 0, cols).double()
+        if self.metric == "l2":
+            return (a - b).square_().sum(1)
+        if self.metric == "l1":
+            return (a - b).abs_().sum(1)
+        cos = (a * b).sum(1) / (qp.norm64[rows] * self.norm64[cols])
+        return (1 - cos).clamp_min_(0)
+
+    def to_metric(self, d: torch.Tensor) -> torch.Tensor:
+        return d.sqrt() if self.metric == "l2" else d
 
 
-def _principal_directions(e: torch.Tensor, rank: int, iters: int = 4) -> torch.Tensor:
-    """``rank`` orthonormal directions ``(D, rank)`` close to the top principal ones of the centred rows ``e``.
+def _exact_float(k: int, peak: int) -> torch.dtype:
+    """A float type in which a product of ``k``-long integer rows is exact when no term exceeds ``peak`` in
+    size: float32 while ``k * peak`` (a bound of every partial sum) stays within 2^24, else float64."""
+    return torch.float32 if k * peak <= 2**24 else torch.float64
 
-    Any orthonormal directions keep the bound a lower bound; the principal ones make it tight. Seeded
-    subspace iteration (Halko, Martinsson and Tropp, SIAM Review 53(2), 2011, algorithm 4.4).
+
+def _shift(x: torch.Tensor) -> torch.Tensor:
+    """uint8 ``a`` -> int8 ``a - 128`` (flip the top bit): the order and all differences stay."""
+    return (x ^ 0x80).view(torch.int8)
+
+
+def _chunked_matvec(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``x @ v`` in float64, in chunks of rows (``v`` a vector or a matrix)."""
+    return torch.cat([x[i : i + 4096].double() @ v for i in range(0, x.shape[0], 4096)])
+
+
+def _principal_directions(x: torch.Tensor, iters: int = 25) -> torch.Tensor:
+    """The first two principal directions ``(D, 2)`` (float64, orthonormal) of up to 2048 evenly spaced rows,
+    by power iteration (the second kept orthogonal to the first).
+
+    Any directions give valid bounds; principal ones spread the data most, so windows hold the fewest
+    samples (float32 and a rough convergence suffice for that). Deterministic: each iteration starts from a
+    fixed vector.
     """
-    d = e.shape[1]
-    if rank >= d:
-        return torch.eye(d, device=e.device)
-    v = torch.randn(d, rank, generator=torch.Generator().manual_seed(0)).to(e.device)
-    for _ in range(iters):
-        v = torch.linalg.qr(e.T @ (e @ v)).Q
-    return torch.linalg.qr(v.double()).Q.float()  # orthonormal to float64 accuracy
+    step = max(1, x.shape[0] // 2048)
+    s = x[::step][:2048].float()
+    s = s - s.mean(0)
+    d = s.shape[1]
+    out = torch.zeros(d, 2, dtype=torch.float64, device=x.device)
+    starts = (torch.ones(d), torch.arange(d, dtype=torch.float32) % 2 * 2 - 1)
+    for i, v in enumerate(starts):
+        v = v.to(x.device)
+        for _ in range(iters):
+            w = s.T @ (s @ v)
+            if i:
+                w -= (w @ out[:, 0].float()) * out[:, 0].float()
+            norm = w.norm()
+            if not norm > 0:
+                break
+            v = w / norm
+        v = v.double()
+        if i:  # exactly orthogonal in float64
+            v = v - (v @ out[:, 0]) * out[:, 0]
+        out[:, i] = v / v.norm() if v.norm() > 0 else v
+    return out
+
+
+def _chunked_mean(x: torch.Tensor) -> torch.Tensor:
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for i in range(0, x.shape[0], 4096):
+        total += x[i : i + 4096].double().sum(0)
+    return total / max(1, x.shape[0])
+
+
+def _chunked_norms(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x[i : i + 4096].double().norm(dim=1) for i in range(0, x.shape[0], 4096)])
 
 
 # ------------------------------------------------------------------------------------------ the search
+
+
+@dataclass
+class SearchStats:
+    """What the last search did: which space, how many exact distances (seeds + candidates) per query."""
+
+    kind: str = ""
+    queries: int = 0
+    exact_per_query: float = 0.0
+    product_share: float = 1.0  # share of the query x training products computed (the rest: outside windows)
+    chunks: int = 0
+
+
+def _merge(
+    best_d: torch.Tensor, best_i: torch.Tensor, rows: torch.Tensor, d: torch.Tensor, idx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest per row of the current best and the new (row, distance, index) triples, by (d, index)."""
+    m, k = best_d.shape
+    dev = best_d.device
+    all_r = torch.cat([rows, torch.arange(m, device=dev).repeat_interleave(k)])
+    all_d = torch.cat([d, best_d.flatten()])
+    all_i = torch.cat([idx, best_i.flatten()])
+    # lexicographic (row, distance, index): stable sorts from the last key to the first
+    o = torch.argsort(all_i, stable=True)
+    o = o[torch.argsort(all_d[o], stable=True)]
+    o = o[torch.argsort(all_r[o], stable=True)]
+    counts = torch.bincount(all_r, minlength=m)
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(o.numel(), device=dev) - starts[all_r[o]]
+    sel = o[pos < k]
+    return all_d[sel].view(m, k), all_i[sel].view(m, k)
 
 
 def _search(
     space: _Space, q: torch.Tensor, k: int, budget_bytes: int, stats: SearchStats
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest neighbours of the rows of ``q``: internal distances (Q, k) float64 and indices (Q, k)."""
-    n, n_q = space.x.shape[0], q.shape[0]
-    row_bytes = n * 8  # a query's bounds (float32), their comparison (bool) and slack
+    dev = q.device
+    n_q = q.shape[0]
+    row_bytes = space.nb * _BLOCK * 4 * 2  # the products and one temporary of their size
     if row_bytes > budget_bytes:
         raise ConfigError(
-            f"memory budget of {budget_bytes / 2**20:.2f} MB is too small for {n} training samples: "
+            f"memory budget of {budget_bytes / 2**20:.2f} MB is too small for {space.n} training samples: "
             f"raise memory_budget_mb (--memory-budget-mb) to at least {row_bytes / 2**20:.2f}"
         )
-    chunk = max(1, min(n_q, budget_bytes // row_bytes, _CHUNK_ROWS))
-    out_d = torch.empty(n_q, k, dtype=torch.float64, device=q.device)
-    out_i = torch.empty(n_q, k, dtype=torch.int64, device=q.device)
-    # One buffer for every chunk's bounds and one for their comparison: allocating hundreds of MB afresh for
-    # each chunk costs page faults (glibc maps allocations that large and unmaps them on free), as much as the
-    # matrix product itself on the 2-core machines measured.
-    bound = torch.empty(chunk, n, device=q.device)
-    below = torch.empty(chunk, n, dtype=torch.bool, device=q.device)
-    n_exact = 0
-    for s in range(0, n_q, chunk):
-        m = min(chunk, n_q - s)
-        out_d[s : s + m], out_i[s : s + m], exact = _search_chunk(
-            space, q[s : s + m], k, budget_bytes, bound[:m], below[:m]
-        )
-        n_exact += exact
-        stats.chunks += 1
-    stats.kind, stats.rank, stats.queries = space.kind, space.rank, n_q
+    # Chunks are many small operations one after another, which one thread each runs best: on the CPU they
+    # go to a pool of Python threads (torch releases the GIL), one intra-op thread each, memory permitting.
+    threads = torch.get_num_threads()
+    workers = threads if dev.type == "cpu" and threads > 1 and budget_bytes >= 2 * row_bytes else 1
+    chunk = max(1, min(n_q, budget_bytes // (row_bytes * workers), _CHUNK_ROWS))
+    # the exact distances of a slice of pairs gather two rows of D float64 each
+    pair_slice = max(1024, budget_bytes // (16 * max(1, q.shape[1]) + 64))
+    windowed = space.proj_lo is not None and space.sb_count > 1
+    # Queries in projection order: a chunk's windows then overlap (results go back to the given order).
+    q_proj = space.projection(q) if windowed else None
+    q_order = space.query_order(q_proj) if windowed else torch.arange(n_q, device=dev)
+    out_d = torch.empty(n_q, k, dtype=torch.float64, device=dev)
+    out_i = torch.empty(n_q, k, dtype=torch.int64, device=dev)
+
+    def run(s: int) -> tuple[int, int]:
+        idx = q_order[s : s + chunk]
+        proj = q_proj[idx] if q_proj is not None else None
+        best_d, best_i, exact, products = _search_chunk(space, space.prepare(q[idx]), proj, k, pair_slice)
+        out_d[idx], out_i[idx] = best_d, best_i  # disjoint rows per chunk
+        return exact, products
+
+    starts = range(0, n_q, chunk)
+    if workers > 1 and len(starts) > 1:
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                counts = list(pool.map(run, starts))
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        counts = [run(s) for s in starts]
+    n_exact = sum(c[0] for c in counts)
+    n_products = sum(c[1] for c in counts)
+    stats.chunks += len(counts)
+    stats.kind, stats.queries = space.kind, n_q
     stats.exact_per_query = n_exact / max(1, n_q)
+    stats.product_share = n_products / max(1, n_q * space.sb_count)
     return out_d, out_i
 
 
 def _search_chunk(
-    space: _Space, q: torch.Tensor, k: int, budget_bytes: int, bound: torch.Tensor, below: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One chunk of queries (module docstring): best distances and indices ``(m, k)``, exact distances taken."""
-    n, m, dev = space.x.shape[0], q.shape[0], q.device
-    bound, margin = space.bounds(q, out=bound)  # (m, N) float32, (m,) float64
-    # U: the k-th smallest exact distance among the 2k smallest bounds, at least the true k-th distance
-    s = min(n, 2 * k)
-    seeds = bound.topk(s, dim=1, largest=False, sorted=False).indices.flatten()
-    u = space.exact(q.repeat_interleave(s, dim=0), seeds).view(m, s).kthvalue(k, dim=1).values
-    # Candidates: every sample whose bound is within U plus the rounding margin, which includes every sample
-    # at distance <= U; checked one query at a time (few per query), in slices that fit the budget.
-    t = (u + margin).float()
-    t = torch.nextafter(t, torch.full_like(t, math.inf))  # round up: never lose a candidate
-    rows, cols = torch.le(bound, t[:, None], out=below).nonzero(as_tuple=True)  # by row, then index
-    per_row = torch.bincount(rows, minlength=m).tolist()
-    best_d = torch.empty(m, k, dtype=torch.float64, device=dev)
-    best_i = torch.empty(m, k, dtype=torch.int64, device=dev)
-    step = max(1, budget_bytes // (16 * q.shape[1]))
+    space: _Space, qp: _Query, proj: torch.Tensor | None, k: int, pair_slice: int
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """One chunk of queries (module docstring, steps 2 and 3), with their projections (None: no windows):
+    best distances and indices ``(m, k)``, the numbers of exact distances and of (query, superblock)
+    products computed."""
+    n, nb, g = space.n, space.nb, _BLOCK
+    n_sb, b = space.sb_count, space.sb_blocks
+    size = g * b  # positions per superblock
+    base, order = space.base, space.order
+    base_min = space.base_min.view(n_sb, b)
+    dev, m = base.device, qp.x.shape[0]
+    m0 = min(nb, 2 * k)
+    n_seeds = min(2 * k, m0 * g)
+    lanes = torch.arange(g, device=dev) * b  # block j of a superblock: positions j, j + B, ..., j + 15 B
+    ar = torch.arange(m, device=dev)
+    big = math.inf if base.dtype.is_floating_point else _INT32_MAX
+    # Products, one part per (superblock, rows) computed, packed in one buffer: part of superblock sb at
+    # offset[sb], its row r at rowmap[sb, r] (-1: not computed).
+    flat = torch.empty(m * n_sb * size, dtype=base.dtype, device=dev)
+    offset = torch.zeros(n_sb, dtype=torch.int64, device=dev)
+    rowmap = torch.full((n_sb, m), -1, dtype=torch.int64, device=dev)
+    lb = torch.full((m, n_sb, b), big, dtype=base.dtype, device=dev)  # block bounds; big: not computed
+    cursor = 0
 
-    def finish(i: int, c: torch.Tensor) -> None:
-        d = (
-            space.exact(q[i], c)
-            if c.numel() <= step
-            else torch.cat([space.exact(q[i], s) for s in c.split(step)])
-        )
-        o = torch.sort(d, stable=True).indices[:k]  # equal distances: by index
-        best_d[i], best_i[i] = d[o], c[o]
+    def compute(which: torch.Tensor, need: torch.Tensor | None = None) -> None:
+        """Products of superblocks ``which`` with the chunk, or with the rows ``need[:, sb]`` marks."""
+        nonlocal cursor
+        for sb in which.tolist():
+            rows = ar if need is None else need[:, sb].nonzero().view(-1).to(dev)
+            part = flat[cursor : cursor + rows.numel() * size].view(-1, size)
+            space.product(qp, sb, part, None if need is None else rows)
+            offset[sb], cursor = cursor, cursor + part.numel()
+            rowmap[sb, rows] = torch.arange(rows.numel(), device=dev)
+            lb[rows, sb] = base_min[sb] - part.view(-1, g, b).amax(1)  # no bound in a block is lower
 
-    _each(finish, list(enumerate(cols.split(per_row))))
-    return best_d, best_i, m * s + cols.numel()
+    def bound_at(rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        # (a product not computed reads some other value: only ever for seeds, which any sample can be)
+        sb, within = pos // size, pos % size
+        return base[pos] - flat[offset[sb] + rowmap[sb, rows].clamp(min=0) * size + within]
 
+    def positions(blocks: torch.Tensor) -> torch.Tensor:  # (...,) blocks -> (..., 16) positions
+        return ((blocks // b) * size + blocks % b)[..., None] + lanes
 
-def _each(fn: Any, items: list[tuple[int, torch.Tensor]]) -> None:
-    """``fn(*item)`` for every item. On a CPU with several threads: in a pool of Python threads (torch releases
-    the GIL) with one intra-op thread each; a few small operations per item parallelise far better across
-    items than within one (inside one, waking the OpenMP team costs more than the work)."""
-    threads = torch.get_num_threads()
-    if threads == 1 or not items or items[0][1].device.type != "cpu":
-        for item in items:
-            fn(*item)
-        return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            list(
-                pool.map(
-                    lambda part: [fn(*item) for item in part], [items[w::threads] for w in range(threads)]
-                )
-            )
-    finally:
-        torch.set_num_threads(threads)
+    def seed_bound() -> torch.Tensor:
+        # the 2k smallest bounds in the 2k most promising blocks; their k-th exact distance is >= the k-th
+        # nearest (padding has the largest bound; blocks not computed come last and hold real samples)
+        blocks = torch.topk(lb.view(m, nb), m0, dim=1, largest=False).indices
+        members = positions(blocks).view(m, -1)
+        vals = bound_at(ar[:, None], members)
+        pick = torch.topk(vals, n_seeds, dim=1, largest=False).indices
+        pos = members.gather(1, pick).view(-1)
+        rows, seeds = ar.repeat_interleave(n_seeds), order[pos]
+        computed = rowmap[pos // size, rows] >= 0
+        d = space.exact_from_bound(qp, rows, seeds, vals.gather(1, pick).view(-1))
+        if d is None or not bool(computed.all()):
+            d_exact = space.exact(qp, rows, seeds.clamp(max=n - 1))
+            d = d_exact if d is None else torch.where(computed, d, d_exact)
+        return torch.where(seeds < n, d, math.inf).view(m, n_seeds).kthvalue(k, dim=1).values
+
+    # the superblocks around the chunk's projections, U from them
+    if proj is not None:  # the cells the chunk's own projections fall in (or come nearest to)
+        gap = space.box_gap(proj)
+        near = (gap == gap.amin(1, keepdim=True)).any(0).cpu()
+        compute(near.nonzero().view(-1))
+    else:
+        compute(torch.arange(n_sb))
+    u = seed_bound()
+    # every superblock whose box is within a query's window (gap <= window(U)), for those queries; U again
+    if proj is not None:
+        need = (space.box_gap(proj) <= space.window(u)[:, None]).cpu()  # (m, S)
+        new = need.any(0) & (rowmap[:, 0] < 0).cpu()  # superblocks not computed yet (phase 1: all rows)
+        if new.any():
+            compute(new.nonzero().view(-1), need)
+            u = torch.minimum(u, seed_bound())
+    t = space.threshold(qp, u)
+    # candidates: members of blocks whose bound passes, whose own bound passes
+    rows, blk = (lb.view(m, nb) <= t[:, None]).nonzero(as_tuple=True)
+    members = positions(blk)  # (P_blocks, g)
+    vals = bound_at(rows[:, None], members)
+    keep = vals <= t[rows, None]
+    rows = rows[:, None].expand_as(members)[keep]
+    cols, vals = order[members[keep]], vals[keep]
+    best_d = torch.full((m, k), math.inf, dtype=torch.float64, device=dev)
+    best_i = torch.full((m, k), n, dtype=torch.int64, device=dev)
+    n_exact = m * n_seeds
+    for p in range(0, rows.numel(), pair_slice):
+        r, c, v = rows[p : p + pair_slice], cols[p : p + pair_slice], vals[p : p + pair_slice]
+        if p:  # U has shrunk: drop what no longer passes
+            ok = v <= t[r]
+            r, c, v = r[ok], c[ok], v[ok]
+        d = space.exact_from_bound(qp, r, c, v)
+        d = space.exact(qp, r, c) if d is None else d
+        n_exact += r.numel()
+        best_d, best_i = _merge(best_d, best_i, r, d, c)
+        t = space.threshold(qp, torch.minimum(u, best_d[:, k - 1]))
+    return best_d, best_i, n_exact, int((rowmap >= 0).sum())
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -399,11 +779,10 @@ class KNeighborsClassifier:
         tie_break: ``"nearest"`` (the tied class with the closest member) or ``"label"`` (smallest label).
         memory_budget_mb: about the most the search allocates at once.
         device: where the search runs (``"cpu"``, ``"cuda"``, ...).
-        rank: principal directions of the lower bound (speed only: results are exact for any rank).
 
     ``fit(x, y)`` takes ``(N, D)`` or ``(N, C, H, W)`` tensors or arrays; pixel data (:func:`pixel_grid`)
-    is searched as 8-bit codes, with exact integer distances. Distances come back in the metric's own units
-    (for data on the 1/255 grid: as if it were the floats given).
+    takes the exact integer path on the CPU. Distances come back in the metric's own units (for data on the
+    1/255 grid: as if it were the floats given).
     """
 
     k: int = 5
@@ -412,7 +791,6 @@ class KNeighborsClassifier:
     tie_break: str = "nearest"
     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB
     device: str | torch.device = "cpu"
-    rank: int = RANK
     stats: SearchStats = field(default_factory=SearchStats, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -424,8 +802,6 @@ class KNeighborsClassifier:
         ):
             if value not in valid:
                 raise ConfigError(f"unknown {name} '{value}': use one of {', '.join(valid)}")
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ConfigError(f"rank must be a positive integer, got {self.rank!r}")
         if not self.memory_budget_mb > 0:
             raise ConfigError(f"memory_budget_mb must be positive, got {self.memory_budget_mb}")
         self.device = torch.device(self.device)
@@ -456,19 +832,16 @@ class KNeighborsClassifier:
             raise ConfigError("this KNeighborsClassifier is not fitted: call fit(x, y) first")
 
     def _space_for(self, q: torch.Tensor) -> tuple[_Space, torch.Tensor]:
-        """The prepared training set for these queries (pixel codes when both are 8-bit pixels), and them."""
         grid = self._grid
-        if grid is not None:
+        if grid is not None and self.device.type == "cpu" and q.shape[1] <= 65535:
             qg = pixel_grid(q)
             if qg is not None and qg[1] == grid[1]:
-                return self._space("pixels", grid[0], grid[1]), qg[0]
-        return self._space("float", self._x if self._x.is_floating_point() else self._x.float(), 1.0), q
-
-    def _space(self, key: str, x: torch.Tensor, scale: float) -> _Space:
-        if key not in self._spaces:
-            self._spaces[key] = _Space(x, self.metric, scale, self.rank)
-            log.debug("knn: %s space, bound of rank %d", self._spaces[key].kind, self._spaces[key].rank)
-        return self._spaces[key]
+                if "pixels" not in self._spaces:
+                    self._spaces["pixels"] = _PixelSpace(grid[0], self.metric, grid[1])
+                return self._spaces["pixels"], qg[0]
+        if "float" not in self._spaces:
+            self._spaces["float"] = _FloatSpace(self._x, self.metric)
+        return self._spaces["float"], q
 
     # ----------------------------------------------------------------------------------------- searching
     def kneighbors(self, x: Any, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -490,9 +863,8 @@ class KNeighborsClassifier:
         budget = int(self.memory_budget_mb * 2**20)
         d, idx = _search(space, q, k, budget, self.stats)
         log.debug(
-            "knn %s (rank %d): %d queries, %.1f exact distances each, %d chunks",
+            "knn %s: %d queries, %.1f exact distances each, %d chunks",
             space.kind,
-            space.rank,
             self.stats.queries,
             self.stats.exact_per_query,
             self.stats.chunks,

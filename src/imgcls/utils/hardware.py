@@ -8,9 +8,13 @@ module says it is faster on the machine at hand:
 - :func:`cpu_class` names the class from ``torch.backends.cpu.get_cpu_capability()`` and the CPU flags.
 - :func:`fast_bf16` is False without bf16 instructions (AVX-512 BF16, AMX, or ARM's bf16); where they are
   present, a matrix multiply in bf16 and in fp32 is timed once (a few milliseconds) and bf16 must win by
-  :data:`BF16_MIN_SPEEDUP`. The verdict is cached per machine (CPU model, flags, torch version, threads) in
-  ``$IMGCLS_CACHE`` or ``~/.cache/imgcls``, ``wisdom.json``, like FFTW's wisdom, so later runs do not
-  measure again.
+  :data:`MIN_SPEEDUP`.
+- :func:`fast_int8` likewise for int8 products (``torch._int_mm``, the k-NN's pixel path): False without
+  int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX, ARM's i8mm); where they are present, timed
+  against fp32.
+
+Measured verdicts are cached per machine (CPU model, flags, torch version, threads) in ``$IMGCLS_CACHE`` or
+``~/.cache/imgcls``, ``wisdom.json``, like FFTW's wisdom, so later runs do not measure again.
 
 Every choice is logged at debug level (``imgcls -v``) and :func:`machine_report` puts it in benchmark reports.
 """
@@ -23,18 +27,27 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["BF16_MIN_SPEEDUP", "CpuInfo", "cpu_class", "cpu_info", "describe", "fast_bf16", "machine_report"]
+__all__ = [
+    "MIN_SPEEDUP",
+    "CpuInfo",
+    "cpu_class",
+    "cpu_info",
+    "describe",
+    "fast_bf16",
+    "fast_int8",
+    "machine_report",
+]
 
 log = logging.getLogger(__name__)
 
-BF16_MIN_SPEEDUP = 1.3  # bf16 autocast also pays casts and fp32 elementwise work: it must win clearly
-_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512 BF16, AMX; "bf16" on ARM (FEAT_BF16)
+MIN_SPEEDUP = 1.3  # a fast path also pays casts and other work around its products: it must win clearly
 
 
 @dataclass(frozen=True)
@@ -81,8 +94,14 @@ def cpu_class(info: CpuInfo | None = None) -> str:
 
 def _has_bf16_instructions(info: CpuInfo) -> bool:
     if info.arch in ("aarch64", "arm64"):
-        return "bf16" in info.flags
-    return info.capability.startswith("AVX512") and any(f in info.flags for f in _BF16_FLAGS[:2])
+        return "bf16" in info.flags  # FEAT_BF16
+    return info.capability.startswith("AVX512") and bool({"avx512_bf16", "amx_bf16"} & info.flags)
+
+
+def _has_int8_instructions(info: CpuInfo) -> bool:
+    if info.arch in ("aarch64", "arm64"):
+        return "i8mm" in info.flags
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & info.flags)
 
 
 def _cache_path() -> Path:
@@ -115,41 +134,55 @@ def _write_wisdom(data: dict[str, Any]) -> None:
 
 def _matmul_seconds(dtype: torch.dtype, size: int = 512, repeats: int = 3) -> float:
     """Best time of a ``size`` square matrix multiply in ``dtype`` (a few milliseconds in all)."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    a @ b  # warm up: thread pool, kernel choice
+    if dtype == torch.int8:  # torch._int_mm: int8 x int8 -> int32
+        a = torch.randint(-128, 128, (size, size), dtype=torch.int8)
+        b = torch.randint(-128, 128, (size, size), dtype=torch.int8)
+        mm = torch._int_mm
+    else:
+        a, b, mm = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype), torch.mm
+    mm(a, b)  # warm up: thread pool, kernel choice
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        a @ b
+        mm(a, b)
         best = min(best, time.perf_counter() - t)
     return best
 
 
-def _measure_bf16_speedup() -> float:
-    return _matmul_seconds(torch.float32) / _matmul_seconds(torch.bfloat16)
+def _measure_speedup(dtype: torch.dtype) -> float:
+    """How many times faster a matrix multiply in ``dtype`` runs than in float32, here."""
+    return _matmul_seconds(torch.float32) / _matmul_seconds(dtype)
+
+
+def _fast(name: str, dtype: torch.dtype, has_instructions: Callable[[CpuInfo], bool]) -> bool:
+    """The verdict for one fast path: by the flags, then by a cached measurement (module docstring)."""
+    info = cpu_info()
+    if not has_instructions(info):
+        log.debug("%s: off (%s has no %s instructions)", name, cpu_class(info), name)
+        return False
+    key, field = _machine_key(info), f"{name}_speedup"
+    wisdom = _read_wisdom()
+    speedup = wisdom.get(key, {}).get(field)
+    source = f"cached in {_cache_path()}"
+    if not isinstance(speedup, (int, float)):
+        speedup, source = _measure_speedup(dtype), "measured"
+        wisdom.setdefault(key, {})[field] = speedup
+        _write_wisdom(wisdom)
+    verdict = speedup >= MIN_SPEEDUP
+    log.debug("%s: %s (matrix multiply %.2fx fp32, %s)", name, "on" if verdict else "off", speedup, source)
+    return verdict
 
 
 @functools.lru_cache(maxsize=1)
 def fast_bf16() -> bool:
     """True where bf16 autocast makes this CPU's matrix products clearly faster than fp32 (module docstring)."""
-    info = cpu_info()
-    if not _has_bf16_instructions(info):
-        log.debug("bf16: off (%s has no bf16 instructions; it would be emulated)", cpu_class(info))
-        return False
-    key = _machine_key(info)
-    wisdom = _read_wisdom()
-    speedup = wisdom.get(key, {}).get("bf16_speedup")
-    if not isinstance(speedup, (int, float)):
-        speedup = _measure_bf16_speedup()
-        wisdom.setdefault(key, {})["bf16_speedup"] = speedup
-        _write_wisdom(wisdom)
-        source = "measured"
-    else:
-        source = f"cached in {_cache_path()}"
-    verdict = speedup >= BF16_MIN_SPEEDUP
-    log.debug("bf16: %s (matrix multiply %.2fx fp32, %s)", "on" if verdict else "off", speedup, source)
-    return verdict
+    return _fast("bf16", torch.bfloat16, _has_bf16_instructions)
+
+
+@functools.lru_cache(maxsize=1)
+def fast_int8() -> bool:
+    """True where int8 products (``torch._int_mm``) are clearly faster than fp32 ones here (module docstring)."""
+    return _fast("int8", torch.int8, _has_int8_instructions)
 
 
 def machine_report(seconds: float = 2.0) -> dict[str, Any]:
@@ -171,6 +204,7 @@ def machine_report(seconds: float = 2.0) -> dict[str, Any]:
         "fp32_gflops": round(fp32, 1),
         "bf16_gflops": round(bf16, 1),
         "bf16_autocast": fast_bf16(),
+        "int8_products": fast_int8(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 
@@ -181,5 +215,5 @@ def describe(report: dict[str, Any]) -> str:
         f"{report['cpu']} ({report['class']}, torch capability {report['capability']}), {report['cores']} cores, "
         f"torch {report['torch']} with {report['threads']} threads; matrix multiply fp32 "
         f"{report['fp32_gflops']:.0f} GFLOP/s, bf16 {report['bf16_gflops']:.0f} GFLOP/s; bf16 autocast "
-        f"{'on' if report['bf16_autocast'] else 'off'}"
+        f"{'on' if report['bf16_autocast'] else 'off'}, int8 products {'on' if report['int8_products'] else 'off'}"
     )
