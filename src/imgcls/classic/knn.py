@@ -46,8 +46,9 @@ The bounds, by data kind (see :func:`pixel_grid` for what counts as pixels):
 - Pixels, CPU, L1: no matrix product gives an L1 distance, so the bound is one. Each value is split into 4
   pieces ``p_j(a) = clamp(a - 64 j, 0, 64)``; then ``|a - b| = sum_j |p_j(a) - p_j(b)|`` and, as
   ``|p_j(a) - p_j(b)| <= 64``, ``|a - b| >= sum_j (p_j(a) - p_j(b))^2 / 64``: a squared L2 distance of the
-  pieces, again exact (in int8, or float32: terms at most 64^2). It is tight for far samples (large differences fill whole pieces), which
-  leaves a few hundred candidates per query on Fashion-MNIST, checked exactly in integers.
+  pieces, again exact (in int8, or float32: terms at most 64^2). It is tight for far samples (large
+  differences fill whole pieces), which leaves a few hundred candidates per query on Fashion-MNIST, checked
+  exactly in integers.
 - Anything else (features, other devices): float32 ``|a|^2 + |b|^2 - 2 a.b`` on centred (L2, L1) or
   unit-normalised (cosine) data, minus a rounding-error bound ``4 (D + 8) u (|a| + max|b|)^2``
   (``u = 2^-24``; Higham, "Accuracy and Stability of Numerical Algorithms", 2002, section 3.1, with margin),

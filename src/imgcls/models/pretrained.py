@@ -13,6 +13,7 @@ import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,6 +52,22 @@ def remap_legacy_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
+def torch_load_safely(path: str | Path, what: str, fix: str) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain values only, so loading cannot run code. Errors
+    are one line: ``what`` names the file ("checkpoint", "training state"), ``fix`` ends a refusal."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # junk, or a pickle naming objects that weights_only refuses
+        raise CheckpointError(
+            f"cannot read {what} '{path}': it is damaged, or holds objects other than tensors and plain "
+            f"values whose loading could run code (refused); {fix}"
+        ) from None
+    except Exception as e:  # corrupt, truncated, or not a checkpoint at all
+        raise CheckpointError(
+            f"cannot read {what} '{path}': {type(e).__name__}: {str(e).splitlines()[0]}"
+        ) from None
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` or a PyTorch (``.pth`` / ``.pt`` / ``.bin``) state dict, tensors only.
 
@@ -62,22 +79,16 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"checkpoint '{path}' does not exist: give the path of a .pth or .safetensors file"
         )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             return load_file(str(path))
-        # weights_only: tensors and plain values only; a pickle naming anything else (code) is refused.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # junk, or a pickle naming objects that weights_only refuses
-        raise CheckpointError(
-            f"cannot read checkpoint '{path}': it is damaged, or holds objects other than tensors whose "
-            "loading could run code (refused); give a .safetensors file or a .pth state dict of tensors"
-        ) from None
-    except Exception as e:  # corrupt, truncated, or not a checkpoint at all
-        raise CheckpointError(
-            f"cannot read checkpoint '{path}': {type(e).__name__}: {str(e).splitlines()[0]}"
-        ) from None
+        except Exception as e:  # corrupt, truncated, or not a safetensors file at all
+            raise CheckpointError(
+                f"cannot read checkpoint '{path}': {type(e).__name__}: {str(e).splitlines()[0]}"
+            ) from None
+    obj = torch_load_safely(path, "checkpoint", "give a .safetensors file or a .pth state dict of tensors")
     for wrapper_key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper_key), dict):
             obj = obj[wrapper_key]

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from torch import nn
 
 from imgcls.errors import CheckpointError, ImgclsError
 from imgcls.models import create_model
-from imgcls.models.pretrained import load_pretrained, load_state_dict_file
+from imgcls.models.pretrained import load_pretrained, load_state_dict_file, torch_load_safely
 from imgcls.utils.files import atomic_path, atomic_write_json
 
 __all__ = [
@@ -106,17 +105,7 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
     """Read a ``state.pt`` without running code: ``weights_only=True`` admits tensors and plain values only."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # junk, or a pickle naming objects that weights_only refuses
-        raise CheckpointError(
-            f"cannot read training state '{path}': it is damaged, or holds objects other than tensors and "
-            "plain values whose loading could run code (refused); the run cannot be resumed"
-        ) from None
-    except Exception as e:
-        raise CheckpointError(
-            f"cannot read training state '{path}': {type(e).__name__}; the run cannot be resumed"
-        ) from None
+    state = torch_load_safely(path, "training state", "the run cannot be resumed")
     missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(
