@@ -44,9 +44,9 @@ def test_metrics_against_hand_computed_values(tmp_path: Path) -> None:
     assert r.top1_error == pytest.approx(0.5)
 
     r.save(tmp_path)
-    csv = (tmp_path / "confusion.csv").read_text().splitlines()
-    assert csv[0] == "true\\pred,a,b,c,d,e,f" and csv[3] == "c,0,1,0,0,0,0"
-    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    csv = (tmp_path / "confusion_counts.csv").read_text().splitlines()
+    assert csv[0] == "counts: true\\pred,a,b,c,d,e,f" and csv[3] == "c,0,1,0,0,0,0"
+    assert (tmp_path / "confusion_row_normalised.png").read_bytes()[:4] == b"\x89PNG"
     assert "top-1 acc     50.00%" in r.table()
 
 

@@ -1,59 +1,182 @@
-"""Prediction: the top-k classes of image files with a trained run (``imgcls predict``)."""
+"""Prediction: the top-k classes of images with a trained run (``imgcls predict``).
+
+:func:`predict` takes image files and folders, and images already in memory:
+
+- a ``PIL.Image.Image`` of any mode (converted as a file of that mode would be: alpha on black, 16-bit scaled);
+- a ``torch.Tensor`` laid out as torchvision lays images out: ``(C, H, W)`` or a batch ``(B, C, H, W)``;
+- a ``numpy.ndarray`` laid out as Pillow and OpenCV lay images out: ``(H, W)``, ``(H, W, C)`` or a batch
+  ``(B, H, W, C)``.
+
+``C`` is 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA). Values are ``uint8`` in 0..255, or floating point in
+[0, 1] (as ``torchvision.transforms.functional.to_tensor`` gives), which is rounded to 8 bits. Every input then
+takes exactly the path a file takes: converted to the run's channels, resized (bilinear, antialiased) to the run's
+image size and normalised with the mean and std in the run's ``model.json``; so a file and the same picture in
+memory get the same probabilities.
+
+Each :class:`Prediction` names its input: the file's path, or ``<image N>``, ``<tensor N>``, ``<array N>`` for
+in-memory inputs, ``N`` counting the images of that kind from 0 in the order given (a batch of 4 tensors is
+``<tensor 0>`` .. ``<tensor 3>``).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
-from imgcls.data.folder import decode_image, image_extensions
+from imgcls.data.folder import _READ_ERRORS, _to_l_or_rgb, decode_image, image_extensions
 from imgcls.errors import ConfigError, DataError
 from imgcls.evaluate import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 
-__all__ = ["Prediction", "collect_images", "predict"]
+__all__ = ["ImageInput", "Prediction", "collect_images", "predict"]
 
 log = logging.getLogger(__name__)
+
+ImageInput = str | Path | Image.Image | torch.Tensor | np.ndarray
+_IN_MEMORY = (Image.Image, torch.Tensor, np.ndarray)
 
 
 @dataclass
 class Prediction:
-    path: str
+    input: str  # the file's path, or <image N>, <tensor N>, <array N> for an in-memory input
     top: list[tuple[str, float]]  # (class name, probability), most probable first
 
+    @property
+    def path(self) -> str:
+        """The input's name (kept from when only files were accepted)."""
+        return self.input
+
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "top": [{"class": c, "prob": p} for c, p in self.top]}
+        return {"input": self.input, "top": [{"class": c, "prob": p} for c, p in self.top]}
+
+
+def _files_of(item: str | Path, exts: frozenset[str]) -> list[Path]:
+    """A file itself, or the image files in a folder (recursively, sorted); DataError where neither exists."""
+    p = Path(item)
+    if p.is_dir():
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+        if not found:
+            log.warning("no images in folder '%s'", p)
+        return found
+    if p.is_file():
+        return [p]
+    raise DataError(f"'{p}' does not exist: give image files or folders")
 
 
 def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (recursively) into a sorted list of image files."""
     exts = image_extensions()
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
-            if not found:
-                log.warning("no images in folder '%s'", p)
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise DataError(f"'{p}' does not exist: give image files or folders")
+    files = [f for item in inputs for f in _files_of(item, exts)]
     if not files:
         raise DataError("no images to classify: give image files or folders that contain some")
     return files
 
 
+def _to_uint8(a: np.ndarray, name: str) -> np.ndarray:
+    """uint8 as is; floats in [0, 1] scaled to 0..255 and rounded; anything else refused."""
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.kind != "f":
+        raise DataError(
+            f"{name} has dtype {a.dtype}: give uint8 values in 0..255 (convert with .astype(np.uint8) or "
+            ".to(torch.uint8)) or floats in [0, 1]"
+        )
+    if a.size and not np.isfinite(a).all():
+        raise DataError(f"{name} holds NaN or infinite values: give finite floats in [0, 1]")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo < 0 or hi > 1:
+        raise DataError(
+            f"{name} has float values in [{lo:.4g}, {hi:.4g}], outside [0, 1]: give floats in [0, 1] "
+            "(divide 0..255 values by 255), or uint8"
+        )
+    return np.clip(np.rint(a.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+
+
+def _hwc_to_pil(a: np.ndarray, name: str) -> Image.Image:
+    """An (H, W) or (H, W, C) array (C in 1..4, uint8 or floats in [0, 1]) as a Pillow image."""
+    a = _to_uint8(a, name)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise DataError(f"{name} is empty ({a.shape[0]}x{a.shape[1]} pixels): give an image with pixels")
+    return Image.fromarray(np.ascontiguousarray(a))  # (H, W): L; (H, W, 2|3|4): LA, RGB, RGBA
+
+
+def _expand(inputs: Sequence[ImageInput]) -> Iterator[tuple[str, Path | Image.Image]]:
+    """(name, file or Pillow image) for every image the inputs hold, in order; folders and batches expanded."""
+    counts = {"image": 0, "tensor": 0, "array": 0}
+    exts = image_extensions()
+
+    def name(kind: str) -> str:
+        counts[kind] += 1
+        return f"<{kind} {counts[kind] - 1}>"
+
+    for item in inputs:
+        if isinstance(item, Image.Image):
+            yield name("image"), item
+        elif isinstance(item, torch.Tensor):
+            shape = tuple(item.shape)
+            if item.ndim not in (3, 4) or shape[-3] not in (1, 2, 3, 4):
+                raise DataError(
+                    f"<tensor {counts['tensor']}> has shape {shape}: give (C, H, W) or (B, C, H, W) with C in "
+                    "1..4 (for (H, W, C) pass x.permute(2, 0, 1))"
+                )
+            batch = item.detach().cpu()
+            batch = batch.float() if batch.is_floating_point() else batch  # bfloat16 has no numpy dtype
+            batch = batch[None] if batch.ndim == 3 else batch
+            for x in batch:  # (C, H, W) -> (H, W, C)
+                label = name("tensor")
+                yield label, _hwc_to_pil(x.permute(1, 2, 0).numpy(), label)
+        elif isinstance(item, np.ndarray):
+            shape = item.shape
+            if item.ndim not in (2, 3, 4) or (item.ndim >= 3 and shape[-1] not in (1, 2, 3, 4)):
+                raise DataError(
+                    f"<array {counts['array']}> has shape {shape}: give (H, W), (H, W, C) or (B, H, W, C) with C in "
+                    "1..4 (for (C, H, W) pass a.transpose(1, 2, 0), or torch.from_numpy(a))"
+                )
+            for x in item if item.ndim == 4 else [item]:
+                label = name("array")
+                yield label, _hwc_to_pil(x, label)
+        elif isinstance(item, (str, Path)):
+            for f in _files_of(item, exts):
+                yield str(f), f
+        else:
+            raise DataError(
+                f"cannot classify a {type(item).__name__}: give image files, folders, Pillow images, tensors "
+                "or numpy arrays"
+            )
+
+
+def _pil_to_array(img: Image.Image, channels: int, size: tuple[int, int], name: str) -> np.ndarray:
+    """A Pillow image as the uint8 ``(C, H, W)`` array :func:`decode_image` makes of a file: same rules."""
+    try:
+        out = _to_l_or_rgb(img)
+        if channels == 1 and out.mode == "RGB":
+            out = out.convert("L")  # ITU-R 601-2 luma
+        elif channels == 3 and out.mode == "L":
+            out = out.convert("RGB")
+        if out.size != (size[1], size[0]):
+            out = out.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(out, dtype=np.uint8)
+    except _READ_ERRORS as e:  # a lazily loaded image whose file is truncated
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"cannot read {name}: {reason}") from None
+    # (H, W) -> (1, H, W); (H, W, C) -> (C, H, W)
+    return np.array(array[None] if array.ndim == 2 else array.transpose(2, 0, 1), order="C")
+
+
 @torch.no_grad()
 def predict(
     run: str | Path | LoadedRun,
-    inputs: Sequence[str | Path],
+    inputs: ImageInput | Sequence[ImageInput],
     *,
     top_k: int = 5,
     device: str = "auto",
@@ -61,11 +184,19 @@ def predict(
     which: str = "best",
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Classify image files: each is converted to the run's channels and size and normalised as in training."""
+    """Classify images: files, folders (searched recursively), Pillow images, tensors or numpy arrays.
+
+    ``inputs`` is one of those or a sequence of them; the layouts and value ranges accepted are in the module
+    docstring. Each image is converted to the run's channels and size and normalised as in training; the result
+    holds one :class:`Prediction` per image, in input order, naming its input.
+    """
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}: pass -k 1 or more")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}: pass --batch-size 1 or more")
+    items: Sequence[ImageInput] = (
+        [inputs] if isinstance(inputs, (str, Path, *_IN_MEMORY)) else list(inputs)  # type: ignore[arg-type]
+    )
     dev = resolve_device(device)
     loaded = run if isinstance(run, LoadedRun) else load_run(run, dev, which=which)
     model, info = loaded.model.to(dev).eval(), loaded.info
@@ -76,16 +207,27 @@ def predict(
     std = torch.tensor(info["std"], device=dev).view(1, -1, 1, 1)
     flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
     amp = resolve_amp("auto", dev)
-    files = collect_images(inputs)
+    images = list(
+        _expand(items)
+    )  # files stay paths (decoded a batch at a time); in-memory inputs are checked
+    if not images:
+        raise DataError("no images to classify: give image files, folders, Pillow images, tensors or arrays")
     out: list[Prediction] = []
-    for i in range(0, len(files), batch_size):
-        chunk = files[i : i + batch_size]
-        arrays = [torch.from_numpy(decode_image(f, info["in_chans"], size)) for f in chunk]
+    for i in range(0, len(images), batch_size):
+        chunk = images[i : i + batch_size]
+        arrays = [
+            torch.from_numpy(
+                _pil_to_array(src, info["in_chans"], size, label)
+                if isinstance(src, Image.Image)
+                else decode_image(src, info["in_chans"], size)
+            )
+            for label, src in chunk
+        ]
         x = torch.stack(arrays).to(dev).float().div_(255).sub_(mean).div_(std)  # (B, C, H, W)
         with autocast(dev, amp):
             logits = predict_logits(model, x, flip)
         probs = logits.float().softmax(1)
         p, idx = probs.topk(k, dim=1)
-        for f, pr, ix in zip(chunk, p.tolist(), idx.tolist()):
-            out.append(Prediction(str(f), [(classes[j], q) for j, q in zip(ix, pr)]))
+        for (label, _), pr, ix in zip(chunk, p.tolist(), idx.tolist()):
+            out.append(Prediction(label, [(classes[j], q) for j, q in zip(ix, pr)]))
     return out

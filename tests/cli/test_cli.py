@@ -86,10 +86,10 @@ def test_eval_table_json_and_reports(trained_run: Path, tiny_fmnist: Path, capsy
         "--no-tta-flip",
     )
     res = json.loads(out)
-    assert code == 0 and res["n"] == 80 and len(res["confusion"]) == 10
+    assert code == 0 and res["n"] == 80 and len(res["confusion_counts"]) == 10
     assert res["top1"] == pytest.approx(1 - res["top1_error"])
     report = Path(res["out_dir"])
-    assert (report / "confusion.csv").is_file() and (report / "confusion.png").is_file()
+    assert (report / "confusion_counts.csv").is_file() and (report / "confusion_row_normalised.png").is_file()
     result = json.loads((trained_run / "result.json").read_text())
     assert result["test_acc"] > 0.3  # it learned the bands
 

@@ -1,9 +1,9 @@
-"""``imgcls eval RUN_OR_CHECKPOINT``: top-1/top-5 accuracy and error, per-class accuracy, confusion matrix."""
+"""``imgcls eval RUN_OR_CHECKPOINT``: top-1/top-5 accuracy and error, per-class accuracy, precision, recall and
+F1, confusion matrix (counts and row-normalised)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--out",
-        help="folder for metrics.json, confusion.csv, confusion.png (default: RUN/eval-DATASET-SPLIT)",
+        help="folder for metrics.json, confusion_counts.csv, confusion_row_normalised.csv and .png "
+        "(default: RUN/eval-DATASET-SPLIT)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     p.set_defaults(func=run)
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from imgcls.evaluate import evaluate_run
+    from imgcls.utils.files import dumps_json
 
     result, out_dir = evaluate_run(
         args.run,
@@ -54,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
     )
     # The metrics first: a report that cannot be written (a full disk) must not lose what was computed.
     if args.json:
-        print(json.dumps(result.to_dict() | {"out_dir": str(out_dir)}, indent=2))
+        print(dumps_json(result.to_dict() | {"out_dir": str(out_dir)}))  # null, never NaN
     else:
         print(result.table())
     sys.stdout.flush()
     result.save(out_dir)
     if not args.json:
-        print(f"\nconfusion matrix and metrics written to {out_dir}")
+        print(f"\nmetrics and confusion matrix (counts, row-normalised) written to {out_dir}")
     return 0

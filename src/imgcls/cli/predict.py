@@ -1,9 +1,15 @@
-"""``imgcls predict RUN FILES_OR_DIRS...``: the top-k classes of each image, as a table or JSON."""
+"""``imgcls predict RUN FILES_OR_DIRS...``: the top-k classes of each image, as a table, JSON or CSV.
+
+CSV (``--csv``) has one row per top-k entry: ``input,rank,class,probability`` (rank from 1; an empty probability
+where the model gave a non-finite one). JSON never holds NaN: such a probability is ``null``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import math
+import sys
 
 __all__ = ["add_parser", "run"]
 
@@ -19,12 +25,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fmt.add_argument(
+        "--csv", action="store_true", help="print CSV instead of a table: input,rank,class,probability"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from imgcls.predict import predict
+    from imgcls.utils.files import dumps_json
 
     preds = predict(
         args.run,
@@ -36,10 +47,17 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     if args.json:
-        print(json.dumps([p.to_dict() for p in preds], indent=2))
+        print(dumps_json([p.to_dict() for p in preds]))
+        return 0
+    if args.csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["input", "rank", "class", "probability"])
+        for p in preds:
+            for rank, (name, prob) in enumerate(p.top, 1):
+                w.writerow([p.input, rank, name, repr(prob) if math.isfinite(prob) else ""])
         return 0
     for p in preds:
-        print(p.path)
+        print(p.input)
         for name, prob in p.top:
             print(f"  {100 * prob:6.2f}%  {name}")
     return 0

@@ -23,6 +23,9 @@ _HELP = {
     "augment": "augmentation preset: none, light, standard, strong",
     "epochs": "number of epochs (fractions allowed)",
     "device": "auto, cpu, cuda, cuda:N or mps",
+    "progress": "a progress bar while stderr is a terminal (elsewhere: plain log lines, see --log-every)",
+    "log_every": "without a progress bar (stderr not a terminal, or --no-progress): log loss, accuracy, lr and "
+    "img/s every N optimizer steps; 0: only the per-epoch line",
 }
 
 

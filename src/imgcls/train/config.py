@@ -79,7 +79,9 @@ class TrainConfig:
     # progressive resizing: training resolution of each epoch (the last repeats); empty: the data's own
     train_sizes: list[int] = field(default_factory=list)
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
-    progress: bool = True
+    progress: bool = True  # a progress bar when stderr is a terminal
+    # Without a bar (stderr not a terminal, or progress off): a log line every N optimizer steps; 0: none.
+    log_every: int = 50
     preset: str | None = None  # "fast" or "accurate": see PRESETS
 
     def to_dict(self) -> dict[str, Any]:
@@ -306,6 +308,7 @@ RANGES: dict[str, Range] = {
     "threads": Range(1, 1024),
     "eval_every": Range(1),
     "max_steps": Range(1),
+    "log_every": Range(0),  # 0: only the per-epoch line
 }
 # Settings with a few allowed values.
 CHOICES: dict[str, tuple[int, ...]] = {"channels": (1, 3)}  # grey or RGB

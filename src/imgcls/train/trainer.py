@@ -14,11 +14,12 @@ import csv
 import io
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +41,15 @@ from imgcls.train.optim import build_optimizer, build_schedule
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 from imgcls.utils.files import atomic_path, atomic_write_text, remove_stale_temporaries
 
-__all__ = ["TrainResult", "TrainingDivergedError", "train"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["TrainResult", "TrainingDivergedError", "plot_curves", "train"]
 
 log = logging.getLogger(__name__)
 
 # Settings that may differ when a run is resumed; everything else is taken from the saved config.
-RESUME_OVERRIDABLE = ("epochs", "device", "threads", "progress", "eval_every", "max_steps")
+RESUME_OVERRIDABLE = ("epochs", "device", "threads", "progress", "log_every", "eval_every", "max_steps")
 _NAN_CHECK_EVERY = 20  # steps between loss checks (each check synchronises with the device)
 
 
@@ -383,11 +387,15 @@ class _Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         n_images, n_batches = 0, 0
+        # A bar redraws itself with carriage returns: right on a terminal, hundreds of frames in a log file.
+        # Elsewhere, plain lines every log_every steps (as timm's train.py does) and the per-epoch line.
+        use_bar = cfg.progress and _bar_displays(tqdm)
+        log_every = 0 if use_bar else cfg.log_every
         bar = tqdm(
             total=len(self.train_loader),
             desc=f"epoch {epoch + 1}/{num_epochs}",
             leave=False,
-            disable=not cfg.progress,
+            disable=not use_bar,
             dynamic_ncols=True,
             unit="batch",
         )
@@ -407,7 +415,8 @@ class _Trainer:
             loss_sum += loss.detach().float()
             target = y if y.ndim == 1 else y.argmax(1)  # mixup / cutmix: the dominant label
             correct += (logits.detach().argmax(1) == target).sum()
-            if (i + 1) % accum == 0:
+            stepped = (i + 1) % accum == 0
+            if stepped:
                 if cfg.grad_clip:
                     self.scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -422,16 +431,29 @@ class _Trainer:
                 step += 1
             if n_batches % _NAN_CHECK_EVERY == 0:
                 self._check_finite(loss_sum, epoch, step)
-                elapsed = time.perf_counter() - t0
-                bar.set_postfix(
-                    loss=f"{float(loss_sum) / n_batches:.3f}",
-                    acc=f"{100 * float(correct) / n_images:.1f}",
-                    lr=f"{opt.param_groups[0]['lr']:.3g}",
-                    img_s=f"{n_images / elapsed:.0f}",
-                    refresh=False,
+                if use_bar:
+                    bar.set_postfix(
+                        loss=f"{float(loss_sum) / n_batches:.3f}",
+                        acc=f"{100 * float(correct) / n_images:.1f}",
+                        lr=f"{opt.param_groups[0]['lr']:.3g}",
+                        img_s=f"{n_images / (time.perf_counter() - t0):.0f}",
+                        refresh=False,
+                    )
+            if stepped and log_every and step % log_every == 0:
+                # loss and accuracy: means over this epoch's batches so far (reading them syncs the device)
+                log.info(
+                    "epoch %d/%d step %d/%d: train loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
+                    epoch + 1,
+                    num_epochs,
+                    step,
+                    total_steps,
+                    float(loss_sum) / n_batches,
+                    100 * float(correct) / n_images,
+                    opt.param_groups[0]["lr"],
+                    n_images / max(time.perf_counter() - t0, 1e-9),
                 )
             bar.update(1)
-            if step >= total_steps and (i + 1) % accum == 0:
+            if step >= total_steps and stepped:
                 break
         bar.close()
         self._check_finite(loss_sum, epoch, step)
@@ -575,7 +597,8 @@ class _Trainer:
         w.writeheader()
         w.writerows(history)
         atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
-        _plot_curves(history, self.run_dir / "curves.png")
+        title = f"{self.run_dir.name}: {self.cfg.model} on {self.info.name}"
+        _plot_curves(history, self.run_dir / "curves.png", title)
 
 
 # What every row of a run's history holds (fit, _write_metrics and _plot_curves read them).
@@ -604,28 +627,79 @@ def _first_nonfinite(model: nn.Module) -> str | None:
     return None
 
 
-def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+def _bar_displays(bar_cls: type) -> bool:
+    """Whether a progress bar of ``bar_cls`` redraws in place: stderr is a terminal, or it is a notebook widget."""
+    if any(c.__module__ == "tqdm.notebook" for c in bar_cls.__mro__):  # tqdm.auto chose Jupyter's widget
+        return True
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError, OSError):  # no stderr (pythonw), a closed one, or one without isatty
+        return False
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    epochs = [r["epoch"] for r in history]
-    tested = [r for r in history if "test_acc" in r]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
-    if tested:
-        ax1.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], "o-", label="test")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax1.legend()
-    ax2.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
-    if tested:
-        ax2.plot([r["epoch"] for r in tested], [100 * r["test_acc"] for r in tested], "o-", label="test")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("top-1 accuracy (%)")
-    ax2.legend()
+# The splits a history row may hold metrics of ("<split>_loss", "<split>_acc"), in the order they are drawn.
+_SPLITS = ("train", "val", "test")
+_SPLIT_STYLE = {"train": "o-", "val": "s-", "test": "D-"}
+
+
+def _best_row(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row ``best.safetensors`` comes from: the first with the highest accuracy on val (else test), if any."""
+    for split in ("val", "test"):
+        rows = [r for r in history if f"{split}_acc" in r]
+        if rows:
+            return max(rows, key=lambda r: r[f"{split}_acc"])  # max keeps the first of equals, as the trainer
+    return None
+
+
+def plot_curves(history: list[dict[str, Any]], title: str = "") -> Figure:
+    """Loss, top-1 accuracy and learning rate per epoch of a run's ``history``, the best epoch marked.
+
+    Each curve is named by the split its rows hold (train, val, test); every point has a marker, so a run of
+    one epoch shows its numbers. The figure is not attached to pyplot: save it with ``fig.savefig``.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(14, 4.2))
+    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+    for split in _SPLITS:
+        rows = [r for r in history if f"{split}_loss" in r]
+        if not rows:
+            continue
+        epochs = [r["epoch"] for r in rows]
+        style = dict(label=split, markersize=4)
+        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], _SPLIT_STYLE[split], **style)
+        ax_acc.plot(epochs, [100 * r[f"{split}_acc"] for r in rows], _SPLIT_STYLE[split], **style)
+    ax_lr.plot([r["epoch"] for r in history], [r["lr"] for r in history], "o-", markersize=4, label="lr")
+    if (best := _best_row(history)) is not None:
+        split = "val" if "val_acc" in best else "test"
+        label = f"best: epoch {best['epoch']} ({split} {100 * best[f'{split}_acc']:.2f}%)"
+        for ax in (ax_loss, ax_acc, ax_lr):
+            ax.axvline(
+                best["epoch"], color="0.5", linestyle="--", linewidth=1, label=label if ax is ax_acc else None
+            )
+        ax_acc.plot(best["epoch"], 100 * best[f"{split}_acc"], "*", color="gold", markersize=14, zorder=3)
+    ax_loss.set_ylabel("loss")
+    ax_acc.set_ylabel("top-1 accuracy (%)")
+    ax_lr.set_ylabel("learning rate (end of epoch)")
+    epochs = sorted({r["epoch"] for r in history})
+    for ax in (ax_loss, ax_acc, ax_lr):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) == 1:  # one epoch: one tick, not fractions of an epoch around it
+            ax.set_xticks(epochs)
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
+        ax.grid(alpha=0.3)
+    ax_loss.legend()
+    ax_acc.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def _plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Write :func:`plot_curves` of ``history`` to ``path`` as a PNG, atomically."""
+    fig = plot_curves(history, title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)

@@ -4,20 +4,32 @@ A write goes to a hidden temporary file beside its target (``.NAME.<random>.tmp`
 over the target. A process killed mid-write leaves that temporary behind; :func:`remove_stale_temporaries`
 deletes them (the trainer calls it when a run starts or resumes, once it owns the run directory). Files are
 created with mode ``0o666`` less the umask, as ``open()`` creates them.
+
+JSON is written strictly: ``NaN`` and ``Infinity`` are not JSON (``json.loads`` in other languages rejects them),
+so :func:`finite_json` turns every non-finite float into ``None`` (``null``) first; :func:`dumps_json` is the one
+place both the files and the CLI's printed JSON go through.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "remove_stale_temporaries"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_json",
+    "atomic_write_text",
+    "dumps_json",
+    "finite_json",
+    "remove_stale_temporaries",
+]
 
 _TMP_SUFFIX = ".tmp"
 
@@ -80,5 +92,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _write(path, lambda p: p.write_text(text))
 
 
+def finite_json(obj: Any) -> Any:
+    """A copy of ``obj`` (dicts, lists, tuples, scalars) with every NaN or infinite float replaced by ``None``."""
+    if isinstance(obj, float):  # also numpy.float64, a float subclass
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> str:
+    """``obj`` as strict JSON text: non-finite floats become ``null`` (see :func:`finite_json`), never ``NaN``."""
+    return json.dumps(
+        finite_json(obj), indent=indent, sort_keys=False, allow_nan=False, ensure_ascii=ensure_ascii
+    )
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as strict JSON (non-finite floats as ``null``) atomically."""
+    atomic_write_text(path, dumps_json(obj) + "\n")
