@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgcls.data.folder import _READ_ERRORS, _to_l_or_rgb, decode_image, image_extensions
+from imgcls.data.folder import READ_ERRORS, decode_image, image_extensions, image_to_array
 from imgcls.errors import ConfigError, DataError
 from imgcls.evaluate import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
@@ -158,19 +158,10 @@ def _expand(inputs: Sequence[ImageInput]) -> Iterator[tuple[str, Path | Image.Im
 def _pil_to_array(img: Image.Image, channels: int, size: tuple[int, int], name: str) -> np.ndarray:
     """A Pillow image as the uint8 ``(C, H, W)`` array :func:`decode_image` makes of a file: same rules."""
     try:
-        out = _to_l_or_rgb(img)
-        if channels == 1 and out.mode == "RGB":
-            out = out.convert("L")  # ITU-R 601-2 luma
-        elif channels == 3 and out.mode == "L":
-            out = out.convert("RGB")
-        if out.size != (size[1], size[0]):
-            out = out.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        array = np.asarray(out, dtype=np.uint8)
-    except _READ_ERRORS as e:  # a lazily loaded image whose file is truncated
+        return image_to_array(img, channels, size)
+    except READ_ERRORS as e:  # a lazily loaded image whose file is truncated
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"cannot read {name}: {reason}") from None
-    # (H, W) -> (1, H, W); (H, W, C) -> (C, H, W)
-    return np.array(array[None] if array.ndim == 2 else array.transpose(2, 0, 1), order="C")
 
 
 @torch.no_grad()

@@ -38,10 +38,12 @@ from imgcls.errors import ConfigError, DataError
 
 __all__ = [
     "IN_MEMORY_BYTES",
+    "READ_ERRORS",
     "STATS_SAMPLE",
     "FolderDataset",
     "decode_image",
     "image_extensions",
+    "image_to_array",
     "load_folder",
     "scan_folder",
 ]
@@ -62,7 +64,7 @@ _SPLIT_NAMES = {
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 # What Pillow raises on a corrupt, truncated or unsupported file (struct.error: some truncated headers).
-_READ_ERRORS = (
+READ_ERRORS = (
     OSError,
     SyntaxError,
     ValueError,
@@ -123,21 +125,27 @@ def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None =
                 # full decode followed by a resize; draft keeps the result at least as large as `size`.
                 img.draft("RGB" if channels == 3 else "L", (size[1], size[0]))
             img.load()
-            out = _to_l_or_rgb(img)
-            if channels == 1 and out.mode == "RGB":
-                out = out.convert("L")  # ITU-R 601-2 luma
-            elif channels == 3 and out.mode == "L":
-                out = out.convert("RGB")
-            if size is not None and out.size != (size[1], size[0]):
-                # Pillow's resize filters widen their support when shrinking: antialiased.
-                out = out.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(out, dtype=np.uint8)
-    except _READ_ERRORS as e:
+            return image_to_array(img, channels, size)
+    except READ_ERRORS as e:
         if isinstance(e, UnidentifiedImageError):
             reason = "not an image format Pillow reads (a corrupt or misnamed file)"
         else:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"cannot read image '{path}': {reason}") from None
+
+
+def image_to_array(img: Image.Image, channels: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A Pillow image as a uint8 ``(C, H, W)`` array of ``channels`` (1: ITU-R 601-2 luma, 3: RGB), resized
+    (antialiased) to ``size`` (H, W) if given: what every image goes through, from a file or from memory."""
+    out = _to_l_or_rgb(img)
+    if channels == 1 and out.mode == "RGB":
+        out = out.convert("L")
+    elif channels == 3 and out.mode == "L":
+        out = out.convert("RGB")
+    if size is not None and out.size != (size[1], size[0]):
+        # Pillow's resize filters widen their support when shrinking: antialiased.
+        out = out.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    array = np.asarray(out, dtype=np.uint8)
     # (H, W) -> (1, H, W); (H, W, C) -> (C, H, W). One copy: contiguous and writable (Pillow's buffer is not).
     return np.array(array[None] if array.ndim == 2 else array.transpose(2, 0, 1), order="C")
 
@@ -261,7 +269,7 @@ def _probe(files: Sequence[Path]) -> tuple[tuple[int, int], bool]:
             with Image.open(f) as img:  # reads the header only
                 sizes[(img.height, img.width)] += 1
                 gray = gray and _is_gray(img)
-        except _READ_ERRORS:
+        except READ_ERRORS:
             continue  # reported when (and if) the image is decoded
     if not sizes:
         raise DataError(
