@@ -62,9 +62,10 @@ def test_bf16_flags_without_a_measured_gain_stay_fp32(machine) -> None:
     assert device.resolve_amp("bf16", torch.device("cpu")) == torch.bfloat16  # asked for: given
 
 
-def test_a_damaged_wisdom_file_is_measured_again(machine, tmp_path) -> None:
-    (tmp_path / "wisdom.json").write_text("{not json")
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"KEY": 5}', '{"KEY": {"bf16_speedup": "fast"}}'])
+def test_a_damaged_wisdom_file_is_measured_again(machine, tmp_path, text: str) -> None:
     calls = machine(ZEN4)
+    (tmp_path / "wisdom.json").write_text(text.replace("KEY", hardware._machine_key(ZEN4)))
     assert hardware.fast_bf16() and calls == ["bf16"]
 
 

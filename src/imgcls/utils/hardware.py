@@ -113,12 +113,16 @@ def _machine_key(info: CpuInfo) -> str:
     return f"{info.model}|{info.capability}|{len(info.flags)}|torch {torch.__version__}|{torch.get_num_threads()}t"
 
 
-def _read_wisdom() -> dict[str, Any]:
+def _read_wisdom() -> dict[str, dict[str, Any]]:
+    """The cache, or what of it is well-formed (a damaged or oversized file is measured again)."""
+    path = _cache_path()
     try:
-        data = json.loads(_cache_path().read_text())
+        if path.stat().st_size > 1 << 20:
+            return {}
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
 
 def _write_wisdom(data: dict[str, Any]) -> None:
