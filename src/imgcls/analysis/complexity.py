@@ -6,11 +6,11 @@ multiply-add = 2 FLOPs). Papers usually quote multiply-adds ("GFLOPs" in the Res
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from imgcls.utils.hardware import matmul_throughput  # re-exported: analysis's public API since it began
 
 __all__ = ["count_flops", "matmul_throughput"]
 
@@ -38,23 +38,3 @@ def count_flops(
         if backward:
             model.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())
-
-
-def matmul_throughput(
-    dtype: torch.dtype = torch.float32, size: int = 1024, seconds: float = 1.0, device: str = "cpu"
-) -> float:
-    """Measured FLOP/s of a square ``size`` matrix multiply in ``dtype`` (best of repeated runs over ``seconds``)."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    for _ in range(3):  # warm up (thread pool, kernel selection)
-        a @ b
-    best = 0.0
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        if device != "cpu":
-            torch.cuda.synchronize()
-        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - t))
-    return best

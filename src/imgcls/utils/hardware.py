@@ -43,6 +43,7 @@ __all__ = [
     "fast_bf16",
     "fast_int8",
     "machine_report",
+    "matmul_throughput",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,10 +190,28 @@ def fast_int8() -> bool:
     return _fast("int8", torch.int8, _has_int8_instructions)
 
 
+def matmul_throughput(
+    dtype: torch.dtype = torch.float32, size: int = 1024, seconds: float = 1.0, device: str = "cpu"
+) -> float:
+    """Measured FLOP/s of a square ``size`` matrix multiply in ``dtype`` (best of repeated runs over ``seconds``)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    for _ in range(3):  # warm up (thread pool, kernel selection)
+        a @ b
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - t))
+    return best
+
+
 def machine_report(seconds: float = 2.0) -> dict[str, Any]:
     """What a benchmark report states about its machine, with matmul throughput measured now (GFLOP/s)."""
-    from imgcls.analysis import matmul_throughput
-
     info = cpu_info()
     fp32 = matmul_throughput(torch.float32, size=1024, seconds=seconds) / 1e9
     # emulated bf16 runs at about 1 GFLOP/s: a smaller product keeps its measurement short
