@@ -9,7 +9,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from imgcls.errors import CheckpointError
+from imgcls.errors import CheckpointError, DataError
 from imgcls.models.registry import AuxOutputs
 from imgcls.train import TrainConfig, TrainingDivergedError, load_run, train
 from imgcls.train import trainer as trainer_mod
@@ -153,6 +153,21 @@ def test_fallback_dataset_with_a_note(tmp_path: Path, monkeypatch, caplog) -> No
     assert "training on 'digits' instead" in caplog.text
     saved = (r.run_dir / "config.yaml").read_text()
     assert "dataset: digits" in saved and "batch_size: 64" in saved and "augment: none" in saved
+    assert "epochs: 1" in saved  # asked for: kept (the fallback's 40 applies only to the default)
+
+
+def test_a_dataset_named_in_python_is_never_swapped(tmp_path: Path, monkeypatch) -> None:
+    import imgcls.data.datasets as ds
+
+    monkeypatch.setattr(ds, "SYSTEM_DIR", tmp_path / "nothing")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMGCLS_DATA", raising=False)
+    ds.clear_cache()
+    # the README's snippet without CIFAR-10 used to train digits for 40 epochs and report 99%
+    with pytest.raises(DataError, match="cifar10"):
+        train(TrainConfig(model="cifar_resnet20", dataset="cifar10", epochs=30, out_dir=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
 
 
 def test_finetune_from_a_run_with_another_class_count(

@@ -33,7 +33,8 @@ class TrainConfig:
     download: bool = False
     image_size: int | None = None  # resize the dataset once at load; None keeps its own size
     channels: int | None = None  # convert the data to 1 or 3 channels; None keeps its own
-    fallback_dataset: str | None = "digits"  # used (with a note) when the default dataset is absent
+    # used (with a note) when the default dataset is absent; a dataset named by the user is never swapped
+    fallback_dataset: str | None = "digits"
 
     # Optimisation.
     epochs: float = 7

@@ -136,16 +136,24 @@ class _Trainer:
         try:
             self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
         except DataError as e:
-            if not cfg.fallback_dataset or cfg.fallback_dataset == cfg.dataset:
+            # Only the main job (the default dataset) falls back; a dataset asked for by name is never swapped,
+            # and only settings still at their defaults take the fallback's values.
+            defaults = TrainConfig()
+            if (
+                not cfg.fallback_dataset
+                or cfg.dataset != defaults.dataset
+                or cfg.fallback_dataset == cfg.dataset
+            ):
                 raise
+            settings = {k: v for k, v in FALLBACK_SETTINGS.items() if getattr(cfg, k) == getattr(defaults, k)}
             log.warning("note: %s", e)
             log.warning(
-                "note: training on '%s' instead (install the dataset or pass --dataset)", cfg.fallback_dataset
+                "note: training on '%s' instead%s (install the dataset or pass --dataset)",
+                cfg.fallback_dataset,
+                f", with {', '.join(f'{k} {v}' for k, v in settings.items())}" if settings else "",
             )
             self.cfg = cfg = overlay(
-                replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None),
-                FALLBACK_SETTINGS,
-                "fallback",
+                replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None), settings, "fallback"
             )
             self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
         self.test_set = load_dataset(cfg.dataset, "test", **kwargs)
