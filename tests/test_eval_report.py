@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from imgcls.evaluate import EvalResult, evaluate
 from imgcls.utils.files import atomic_write_json, dumps_json, finite_json
+
+from .fixed_model import FixedLogits
 
 
 def strict_loads(text: str) -> Any:
@@ -27,17 +28,6 @@ def strict_loads(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-class _Fixed(nn.Module):
-    """Returns preset logits for each input index (the input holds the index)."""
-
-    def __init__(self, logits: torch.Tensor) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(logits, requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits[x[:, 0, 0, 0].long()]
-
-
 @pytest.fixture
 def result() -> EvalResult:
     # Predictions (argmax): 0, 1, 1, 3, 0, 5; labels: 0, 1, 2, 3, 4, 4. Class f (5) has no sample; classes c (2)
@@ -46,7 +36,7 @@ def result() -> EvalResult:
     for i, p in enumerate([0, 1, 1, 3, 0, 5]):
         logits[i, p] = 5.0
     x = torch.arange(6.0).view(6, 1, 1, 1)
-    r = evaluate(_Fixed(logits), [(x, torch.tensor([0, 1, 2, 3, 4, 4]))], 6, classes=list("abcdef"))
+    r = evaluate(FixedLogits(logits), [(x, torch.tensor([0, 1, 2, 3, 4, 4]))], 6, classes=list("abcdef"))
     r.source = {"run": "myrun", "model": "quicknet_s", "dataset": "digits", "split": "test"}
     return r
 

@@ -8,16 +8,7 @@ from torch import nn
 
 from imgcls.evaluate import evaluate
 
-
-class _Fixed(nn.Module):
-    """Returns preset logits for each input index (the input holds the index)."""
-
-    def __init__(self, logits: torch.Tensor) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(logits, requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits[x[:, 0, 0, 0].long()]
+from .fixed_model import FixedLogits
 
 
 def test_metrics_against_hand_computed_values(tmp_path: Path) -> None:
@@ -29,7 +20,7 @@ def test_metrics_against_hand_computed_values(tmp_path: Path) -> None:
     labels = torch.tensor([0, 1, 2, 3, 4, 4])
     x = torch.arange(6.0).view(6, 1, 1, 1)
     batches = [(x[:4], labels[:4]), (x[4:], labels[4:])]
-    r = evaluate(_Fixed(logits), batches, 6, classes=list("abcdef"))
+    r = evaluate(FixedLogits(logits), batches, 6, classes=list("abcdef"))
     assert r.n == 6
     assert r.top1 == pytest.approx(3 / 6)  # samples 0, 1, 3
     # top-5 of 6 classes: only the lowest-scored class is excluded; sample 4 (label 4) has -10 on 4 among 4 ties
