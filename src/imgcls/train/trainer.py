@@ -410,9 +410,7 @@ class _Trainer:
         size = cfg.train_sizes[min(epoch, len(cfg.train_sizes) - 1)] if cfg.train_sizes else None
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.train_loader):
-            if (
-                size is not None and size != x.shape[-1]
-            ):  # progressive resizing: early epochs at low resolution
+            if size is not None and size != x.shape[-1]:  # progressive resizing: a smaller early epoch
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             with autocast(self.device, self.amp_dtype):
                 out = model(x)
