@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from imgcls.utils.files import atomic_write_text
+
 __all__ = [
     "MIN_SPEEDUP",
     "CpuInfo",
@@ -129,10 +131,7 @@ def _read_wisdom() -> dict[str, dict[str, Any]]:
 def _write_wisdom(data: dict[str, Any]) -> None:
     path = _cache_path()
     try:  # a cache: losing it only costs a re-measurement
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
     except OSError as e:
         log.debug("cannot write %s (%s): the measurement will be repeated next time", path, e)
 
