@@ -311,11 +311,67 @@ def save_confusion_png(
     plt.close(fig)
 
 
+def _same_dataset(name: str, trained_on: str | None) -> bool:
+    """Whether dataset ``name`` is the one a run was trained on (folders compared by resolved path)."""
+    if not trained_on:
+        return False
+    if name.startswith("folder:") and trained_on.startswith("folder:"):
+        return Path(name[7:]).expanduser().resolve() == Path(trained_on[7:]).expanduser().resolve()
+    return name.lower() == trained_on.lower()
+
+
+def default_split(name: str, trained_on: str | None) -> str:
+    """The split ``imgcls eval`` scores when none is given: the run's own test split; on a folder of images
+    the run never saw, all of it (or its test/ where it has a train/ beside it)."""
+    if name.startswith("folder:") and not _same_dataset(name, trained_on):
+        root = Path(name[7:]).expanduser()
+        return "test" if (root / "train").is_dir() else "all"
+    return "test"
+
+
+def match_classes(
+    model_classes: Sequence[str], data_classes: Sequence[str], dataset: str
+) -> list[int] | None:
+    """How a dataset's labels map onto a model's outputs, by class name.
+
+    None when the names are the same, in the same order; the model's index of each dataset label when the
+    same names come in another order; a :class:`CheckpointError` naming both lists when the names differ
+    (a class count that matches is not enough: a model trained on a folder scored on Fashion-MNIST would
+    read its labels in another order).
+    """
+    model_classes, data_classes = list(model_classes), list(data_classes)
+    if model_classes == data_classes:
+        return None
+    if sorted(model_classes) == sorted(data_classes) and len(set(model_classes)) == len(model_classes):
+        index = {name: i for i, name in enumerate(model_classes)}
+        return [index[name] for name in data_classes]
+
+    def show(names: list[str]) -> str:
+        return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+
+    raise CheckpointError(
+        f"the model's classes ({show(model_classes)}) are not those of dataset '{dataset}' ({show(data_classes)}): "
+        "evaluate on a dataset with the same class names (a folder's class names are its sub-folder names)"
+    )
+
+
+def _run_val_fraction(run_dir: Path) -> float:
+    """The validation share a run held out of its training images (0 for runs from before validation)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        value = saved.get("val_fraction", 0.0) if isinstance(saved, dict) else 0.0
+        return float(value) if isinstance(value, (int, float)) and 0 <= value < 1 else 0.0
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return 0.0
+
+
 def evaluate_run(
     run: str | Path,
     *,
     dataset: str | None = None,
-    split: str = "test",
+    split: str | None = None,
     data_dir: str | None = None,
     batch_size: int = 500,
     device: str = "auto",
@@ -323,13 +379,15 @@ def evaluate_run(
     which: str = "best",
     out_dir: Path | None = None,
     save: bool = True,
+    skip_bad: bool = False,
 ) -> tuple[EvalResult, Path]:
     """Evaluate a trained run on ``dataset`` (default: the one it was trained on); writes the reports.
 
-    The images are converted to the run's channels and size and normalised with the run's own statistics,
-    so a model trained on one dataset can be evaluated on another with the same classes. The result's
-    ``source`` names the run, weights, model, dataset and split; the report (see :meth:`EvalResult.save`) goes to
-    ``out_dir`` (default ``RUN/eval-DATASET-SPLIT``).
+    ``split`` defaults to the run's own test split, or to every image of a folder the run was not trained on
+    (see :func:`default_split`). The dataset's classes must be the run's, by name (the same names in another
+    order are remapped, with a note). The images are converted to the run's channels and size and normalised
+    with the run's own statistics. The result's ``source`` names the run, weights, model, dataset and split;
+    the report (see :meth:`EvalResult.save`) goes to ``out_dir`` (default ``RUN/eval-DATASET-SPLIT``).
     """
     from dataclasses import replace
 
@@ -342,18 +400,38 @@ def evaluate_run(
     dev = resolve_device(device)
     loaded = load_run(run, dev, which=which)
     info = loaded.info
+    run_dir = loaded.weights.parent
     name = dataset or info.get("dataset")
     if not name:
         raise CheckpointError(f"'{run}' does not say which dataset it was trained on: pass --dataset")
+    split = split or default_split(name, info.get("dataset"))
     ds = load_dataset(
-        name, split, data_dir=data_dir, image_size=info["image_size"], channels=info["in_chans"]
+        name,
+        split,
+        data_dir=data_dir,
+        image_size=info["image_size"],
+        channels=info["in_chans"],
+        val_fraction=_run_val_fraction(run_dir) if _same_dataset(name, info.get("dataset")) else 0.0,
+        skip_bad=skip_bad,
     )
-    if ds.info.num_classes != info["num_classes"]:
-        raise CheckpointError(
-            f"the model has {info['num_classes']} classes but dataset '{name}' has {ds.info.num_classes}: "
-            "evaluate on a dataset with the same classes"
+    if info.get("classes") is None:  # a run from before class names were stored: counts are all there is
+        if ds.info.num_classes != info["num_classes"]:
+            raise CheckpointError(
+                f"the model has {info['num_classes']} classes but dataset '{name}' has {ds.info.num_classes}: "
+                "evaluate on a dataset with the same classes"
+            )
+        log.warning("'%s' stores no class names: the dataset's labels are taken in their own order", run_dir)
+        remap = None
+    else:
+        remap = match_classes(loaded.classes, ds.info.classes, name)
+    if remap is not None:
+        log.info(
+            "dataset '%s' lists the run's classes in another order: its labels are remapped by name", name
         )
-    ds.info = replace(ds.info, mean=tuple(info["mean"]), std=tuple(info["std"]))  # the run's normalisation
+        ds = _relabel(ds, remap)
+    ds.info = replace(
+        ds.info, mean=tuple(info["mean"]), std=tuple(info["std"]), classes=tuple(loaded.classes)
+    )
     loader = make_loader(ds, batch_size, train=False, device=dev)
     flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
     result = evaluate(
@@ -364,7 +442,6 @@ def evaluate_run(
         amp_dtype=resolve_amp("auto", dev),
         tta_flip=flip,
     )
-    run_dir = loaded.weights.parent
     result.source = {
         "run": run_dir.name,
         "weights": loaded.weights.name,
@@ -372,7 +449,20 @@ def evaluate_run(
         "dataset": name,
         "split": split,
     }
+    if skipped := getattr(ds, "skipped", ()):
+        result.source["skipped"] = [str(p) for p in skipped]
     out = out_dir or run_dir / f"eval-{name.replace(':', '_').replace('/', '_')}-{split}"
     if save:
         result.save(out)
     return result, out
+
+
+def _relabel(ds: Any, remap: list[int]) -> Any:
+    """A dataset whose label ``l`` reads ``remap[l]`` (in memory: a new tensor; streaming: a new list)."""
+    if hasattr(ds, "images"):
+        from imgcls.data import InMemoryDataset
+
+        labels = torch.tensor(remap, dtype=torch.int64)[ds.labels]
+        return InMemoryDataset(ds.images, labels, ds.info, ds.skipped)
+    ds.labels = [remap[v] for v in ds.labels]
+    return ds

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from imgcls.data import datasets, list_datasets, load_dataset
-from imgcls.errors import DataError, ImgclsError, UnknownNameError
+from imgcls.errors import ConfigError, DataError, ImgclsError, UnknownNameError
 
 from .data_files import write_cifar, write_mnist_like
 
@@ -132,10 +132,8 @@ def test_digits_split_scaling_and_statistics() -> None:
     assert counts.min() >= 35 and counts.max() <= 37  # stratified: ~20% of every class
     mean = train.images.double().mean().item() / 255
     assert train.info.mean[0] == pytest.approx(mean, abs=1e-5) and test.info == train.info
-    again = load_dataset("digits", "test", seed=0)
-    assert torch.equal(again.labels, test.labels)
-    other = load_dataset("digits", "test", seed=1)
-    assert not torch.equal(other.images, test.images)
+    # The test split is the same for every seed: runs of different seeds are scored on the same images.
+    assert torch.equal(load_dataset("digits", "test", seed=1).images, test.images)
     big = load_dataset("digits", image_size=16, channels=3)
     assert big.images.shape == (1437, 3, 16, 16) and len(big.info.mean) == 3
 
@@ -219,3 +217,36 @@ def test_real_fashion_mnist_from_the_debian_package(monkeypatch: pytest.MonkeyPa
     pixels = train.images[:10000].double() / 255  # the published statistics, on a sixth of the set
     assert pixels.mean().item() == pytest.approx(train.info.mean[0], abs=0.01)
     assert pixels.std().item() == pytest.approx(train.info.std[0], abs=0.01)
+
+
+def test_validation_split_is_held_out_of_the_training_set(tmp_path: Path) -> None:
+    """train / val / test share no image; val is a seeded, stratified share of the training set."""
+    full = load_dataset("digits")
+    train = load_dataset("digits", val_fraction=0.2, seed=5)
+    val = load_dataset("digits", "val", val_fraction=0.2, seed=5)
+    test = load_dataset("digits", "test", val_fraction=0.2, seed=5)
+    assert (len(train), len(val), len(test)) == (1149, 288, 360)
+    rows = {bytes(x.numpy()) for x in full.images}
+    assert {bytes(x.numpy()) for x in train.images} | {bytes(x.numpy()) for x in val.images} <= rows
+    assert len(train) + len(val) == len(full)
+    assert np.bincount(val.labels.numpy(), minlength=10).min() >= 27  # stratified: ~20% of every class
+    # A seed gives its own validation split; the same seed the same one.
+    assert torch.equal(load_dataset("digits", "val", val_fraction=0.2, seed=5).images, val.images)
+    assert not torch.equal(load_dataset("digits", "val", val_fraction=0.2, seed=6).images, val.images)
+    with pytest.raises(ConfigError, match="no validation split .* val_fraction > 0"):
+        load_dataset("digits", "val")
+    with pytest.raises(ConfigError, match="'all' is for folders"):
+        load_dataset("digits", "all")
+
+
+def test_validation_split_of_a_builtin_dataset(tmp_path: Path) -> None:
+    written = write_mnist_like(tmp_path, gz=True)
+    images, labels = written["train"]
+    train = load_dataset("fashion-mnist", data_dir=tmp_path, val_fraction=0.2)
+    val = load_dataset("fashion-mnist", "val", data_dir=tmp_path, val_fraction=0.2)
+    test = load_dataset("fashion-mnist", "test", data_dir=tmp_path, val_fraction=0.2)
+    assert (len(train), len(val), len(test)) == (24, 6, len(written["t10k"][1]))
+    # train and val partition the training file, each image with its own label
+    got = sorted((bytes(x.numpy()), int(y)) for ds in (train, val) for x, y in zip(ds.images, ds.labels))
+    assert got == sorted((bytes(x[None].tobytes()), int(y)) for x, y in zip(images, labels))
+    assert val.info == train.info  # the published statistics, whatever is held out

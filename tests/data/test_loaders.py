@@ -97,8 +97,8 @@ def folder(tmp_path: Path) -> Path:
 
 def test_streaming_loader_matches_the_in_memory_loader(folder: Path) -> None:
     name = f"folder:{folder}"
-    mem = load_dataset(name, val_fraction=0)
-    stream = load_dataset(name, val_fraction=0, in_memory=False)
+    mem = load_dataset(name, test_fraction=0)
+    stream = load_dataset(name, test_fraction=0, in_memory=False)
     aug = AUGMENT_PRESETS["light"]
     bl = make_loader(mem, 3, train=True, augment=aug, seed=5)
     sl = make_loader(stream, 3, train=True, augment=aug, seed=5, num_workers=0)
@@ -111,7 +111,7 @@ def test_streaming_loader_matches_the_in_memory_loader(folder: Path) -> None:
 
 
 def test_streaming_loader_with_a_worker_reports_bad_files_in_one_line(folder: Path) -> None:
-    stream = load_dataset(f"folder:{folder}", val_fraction=0, in_memory=False)
+    stream = load_dataset(f"folder:{folder}", test_fraction=0, in_memory=False)
     bad = folder / "a" / "3.png"
     bad.write_bytes(b"not a png at all")
     loader = StreamingLoader(stream, 5, train=False, num_workers=1)

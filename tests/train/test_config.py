@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from imgcls.errors import ConfigError, UnknownNameError
-from imgcls.train.config import PRESETS, TrainConfig, resolve_config
+from imgcls.train.config import PRESETS, TrainConfig, auto_settings, resolve_config
 
 
 def test_defaults_and_overrides() -> None:
@@ -62,8 +63,37 @@ def test_bad_yaml(tmp_path: Path) -> None:
         resolve_config([tmp_path / "missing.yaml"])
 
 
-def test_fast_preset_is_what_plain_train_runs() -> None:
+def test_fast_preset_is_what_plain_train_runs_on_fashion_mnist() -> None:
+    """On Fashion-MNIST's 54,000 training images (60,000 less validation) auto comes to the fast preset."""
     plain, fast = resolve_config(), resolve_config(overrides={"preset": "fast"})
+    plain = dataclasses.replace(plain, **auto_settings(plain, 54_000))
+    fast = dataclasses.replace(fast, **auto_settings(fast, 54_000))
     assert {k: v for k, v in plain.to_dict().items() if k != "preset"} == {
         k: v for k, v in fast.to_dict().items() if k != "preset"
     }
+    assert (plain.batch_size, plain.lr, plain.epochs) == (512, 0.4, 7)
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "lr", "epochs"),
+    [
+        (1_620, 32, 0.025, 50),  # 2,000 images less test and validation: 50 steps an epoch
+        (415, 16, 0.0125, 50),  # tiny: the smallest batch, still 25 steps
+        (10_000, 128, 0.1, 18),  # 78 steps an epoch, 7 x 25,600 / 10,000 = 17.9 epochs
+        (25_600, 512, 0.4, 7),  # from here on, the fast preset's recipe
+        (1_000_000, 512, 0.4, 7),
+    ],
+)
+def test_auto_settings_keep_steps_per_epoch_and_scale_lr(n: int, batch: int, lr: float, epochs: int) -> None:
+    values = auto_settings(TrainConfig(), n)
+    assert (values["batch_size"], values["epochs"]) == (batch, epochs)
+    assert values["lr"] == pytest.approx(lr)
+    assert n // batch >= min(50, n // 16)  # at least 50 optimizer steps an epoch where the data allows
+    adamw = auto_settings(TrainConfig(optimizer="adamw"), n)["lr"]
+    assert adamw == pytest.approx(2e-3 * (batch / 512) ** 0.5)  # AdamW: by the square root of the batch
+
+
+def test_explicit_settings_always_win_over_auto() -> None:
+    cfg = TrainConfig(batch_size=512, epochs=3)
+    assert auto_settings(cfg, 1_620) == {"lr": pytest.approx(0.4)}  # the lr follows the batch given
+    assert auto_settings(TrainConfig(batch_size=64, lr=0.5, epochs=3), 10) == {}

@@ -17,18 +17,18 @@ def _net() -> nn.Module:
 
 def test_weight_decay_skips_norm_and_bias() -> None:
     model = _net()
-    opt = build_optimizer(model, TrainConfig(weight_decay=0.1))
+    opt = build_optimizer(model, TrainConfig(lr=0.1, weight_decay=0.1))
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert {p.ndim for p in decay["params"]} == {2, 4}
     assert all(p.ndim == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
-    opt = build_optimizer(model, TrainConfig(weight_decay=0.1, decay_norm_and_bias=True))
+    opt = build_optimizer(model, TrainConfig(lr=0.1, weight_decay=0.1, decay_norm_and_bias=True))
     assert len(opt.param_groups) == 1
 
 
 def test_sgd_nesterov_and_adamw() -> None:
-    opt = build_optimizer(_net(), TrainConfig(optimizer="sgd", momentum=0.9, nesterov=True))
+    opt = build_optimizer(_net(), TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True))
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"] is True
     opt = build_optimizer(_net(), TrainConfig(optimizer="adamw", lr=1e-3))
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["lr"] == 1e-3

@@ -152,8 +152,9 @@ def test_fallback_dataset_with_a_note(tmp_path: Path, monkeypatch, caplog) -> No
     assert json.loads((r.run_dir / "model.json").read_text())["dataset"] == "digits"
     assert "training on 'digits' instead" in caplog.text
     saved = (r.run_dir / "config.yaml").read_text()
-    assert "dataset: digits" in saved and "batch_size: 64" in saved and "augment: none" in saved
-    assert "epochs: 1" in saved  # asked for: kept (the fallback's 40 applies only to the default)
+    assert "dataset: digits" in saved and "augment: none" in saved
+    assert "batch_size: 16" in saved  # auto, for digits' 1,293 training images (1,437 less validation)
+    assert "epochs: 1" in saved  # asked for: kept
 
 
 def test_a_dataset_named_in_python_is_never_swapped(tmp_path: Path, monkeypatch) -> None:

@@ -246,6 +246,7 @@ def _train_pixels(
         augment="none",
         tta_flip=False,
         eval_every=max(1, int(ep)),
+        val_fraction=0.0,  # a fixed recipe on every training image, as scikit-learn fits: nothing to choose
         out_dir=str(out_dir),
         device=device,
         seed=seed,

@@ -17,7 +17,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory (runs/NAME) or a .safetensors file inside one")
     p.add_argument("--dataset", help="dataset name (default: the one the run was trained on)")
     p.add_argument("--data-dir", help="where to look for the dataset first")
-    p.add_argument("--split", default="test", choices=["train", "test"], help="(default: test)")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        help="(default: the run's test split; all of a folder the run was not trained on)",
+    )
+    p.add_argument(
+        "--skip-bad", action="store_true", help="leave out unreadable images (counted in the report)"
+    )
     p.add_argument(
         "--weights", default="best", choices=["best", "last"], help="which weights of a run (default: best)"
     )
@@ -53,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         which=args.weights,
         out_dir=Path(args.out) if args.out else None,
         save=False,
+        skip_bad=args.skip_bad,
     )
     # The metrics first: a report that cannot be written (a full disk) must not lose what was computed.
     if args.json:

@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
                     "run_dir": str(result.run_dir),
                     "test_acc": result.test_acc,
                     "test_top5": result.test_top5,
-                    "best_acc": result.best_acc,
+                    "val_acc": result.val_acc,
+                    "best_epoch": result.best_epoch,
+                    "weights": result.weights,
                     "epochs": result.epochs,
                     "train_seconds": result.train_seconds,
                     "total_seconds": result.total_seconds,
@@ -119,9 +121,14 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     else:
+        chosen = (
+            f"best of validation: epoch {result.best_epoch}, {100 * result.val_acc:.2f}%"
+            if result.val_acc is not None
+            else "last epoch, no validation split"
+        )
         print(
-            f"test accuracy {100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%), "
-            f"{result.epochs} epochs in {result.train_seconds:.1f} s ({result.images_per_sec:.0f} img/s); "
-            f"run saved in {result.run_dir}"
+            f"test accuracy {100 * result.test_acc:.2f}% (top-5 {100 * result.test_top5:.2f}%) of the "
+            f"{result.weights} weights ({chosen}); {result.epochs} epochs in {result.train_seconds:.1f} s "
+            f"({result.images_per_sec:.0f} img/s); run saved in {result.run_dir}"
         )
     return 0

@@ -9,9 +9,12 @@
   50,000/10,000 32x32 RGB images, the "python version" pickle batches; CIFAR-100 uses the 100 fine labels.
 - ``digits``: scikit-learn's bundled copy of the UCI optical handwritten digits (Alpaydin, Kaynak, 1998),
   1,797 8x8 images with values 0..16, scaled here to 0..255 (``round(v * 255 / 16)``). Always available, no
-  download. There is no official split: a stratified split seeded by ``seed`` holds out ``ceil(20%)`` =
-  360 images for test and keeps 1,437 for training; pass the same ``seed`` for both splits.
+  download. There is no official split: a stratified split (seed 0, the same for every run) holds out
+  ``ceil(20%)`` = 360 images for test and keeps 1,437 for training.
 - ``folder:PATH``: any directory of class sub-folders, see :mod:`imgcls.data.folder`.
+
+Every dataset has three splits that share no image: "test" (its own), "val" (a seeded stratified
+``val_fraction`` of the training images, when asked for) and "train" (the rest).
 
 Files are looked for in ``data_dir`` (and ``data_dir/NAME``), then ``$IMGCLS_DATA/NAME``,
 ``~/.cache/imgcls/NAME``, ``./data/NAME`` and ``/usr/share/datasets/NAME`` (where the Debian package
@@ -48,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgcls.data.folder import FolderDataset, load_folder
+from imgcls.data.folder import SPLITS, FolderDataset, load_folder
 from imgcls.data.idx import IDX_IMAGES, IDX_LABELS, read_idx
 from imgcls.data.info import (
     DatasetInfo,
@@ -469,7 +472,7 @@ def _load_builtin(spec: BuiltinDataset, split: str, files: list[Path]) -> InMemo
     return InMemoryDataset(images, labels, info)
 
 
-def _load_digits(seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
+def _load_digits(seed: int = 0) -> tuple[InMemoryDataset, InMemoryDataset]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -529,6 +532,15 @@ def _adapt(dataset: InMemoryDataset, channels: int | None, size: tuple[int, int]
     return InMemoryDataset(images, dataset.labels, adapt_info(dataset.info, channels, size), dataset.skipped)
 
 
+def _hold_out(dataset: InMemoryDataset, split: str, fraction: float, seed: int) -> InMemoryDataset:
+    """The "train" or "val" part of a training set of which a seeded, stratified ``fraction`` is held out."""
+    kept, held = stratified_split(dataset.labels.numpy(), fraction, seed)
+    idx = torch.from_numpy(kept if split == "train" else held)
+    if len(idx) == 0:
+        raise DataError(f"dataset '{dataset.info.name}' is too small to hold out a validation split")
+    return InMemoryDataset(dataset.images[idx], dataset.labels[idx], dataset.info, dataset.skipped)
+
+
 def load_dataset(
     name: str,
     split: str = "train",
@@ -537,24 +549,29 @@ def load_dataset(
     download: bool = False,
     image_size: int | None = None,
     channels: int | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.1,
     seed: int = 0,
     skip_bad: bool = False,
     in_memory: bool | None = None,
 ) -> InMemoryDataset | FolderDataset:
     """Load dataset ``name`` (see :func:`list_datasets`, or ``folder:PATH``) for ``split``.
 
-    ``split`` is "train" or "test"; "val" is an alias of "test" (for folders with a ``val/`` it picks that).
-    ``image_size`` resizes every image to a square once at load (antialiased); ``channels`` (1 or 3)
-    converts (RGB -> L by ITU-R 601 luma, L -> RGB by repeating). ``val_fraction`` and ``seed`` define the
-    held-out part of folders without their own split, ``seed`` also the digits split. ``skip_bad`` drops
-    unreadable images of a folder (logged and counted in ``dataset.skipped``) instead of raising.
-    ``in_memory`` (folders only; built-ins always are): ``None`` loads a folder into memory when its decoded
-    training split takes at most 2 GiB, else streams it. Raises :class:`DataError` when the data is missing
-    or corrupt.
+    ``split`` is "train", "val" or "test" (folders also "all": every image). The test split is the dataset's
+    own (for a flat folder a seeded ``test_fraction`` of it, for digits 20%); the validation split is a seeded
+    stratified ``val_fraction`` of the training images (or a folder's own ``val/``), and "train" is what
+    remains, so the three never share an image. ``image_size`` resizes every image to a square once at load
+    (antialiased); ``channels`` (1 or 3) converts (RGB -> L by ITU-R 601 luma, L -> RGB by repeating).
+    ``skip_bad`` drops unreadable images of a folder (logged and counted in ``dataset.skipped``) instead of
+    raising one error naming them. ``in_memory`` (folders only; built-ins always are): ``None`` loads a folder
+    into memory when its decoded training split takes at most 2 GiB, else streams it. Raises
+    :class:`DataError` when the data is missing or corrupt.
     """
-    if split not in ("train", "test", "val"):
-        raise ConfigError(f"unknown split '{split}': use train or test (val is an alias of test)")
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}': use {', '.join(SPLITS)}")
+    for what, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError(f"{what} must be in [0, 1), got {fraction}")
     if channels not in (None, 1, 3):
         raise ConfigError(f"channels must be 1 or 3, got {channels}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
@@ -567,41 +584,54 @@ def load_dataset(
             image_size=image_size,
             channels=channels,
             val_fraction=val_fraction,
+            test_fraction=test_fraction,
             seed=seed,
             skip_bad=skip_bad,
             in_memory=in_memory,
         )
         return load_folder(name, path, split, **kwargs)  # type: ignore[arg-type]
 
+    if split == "all":
+        raise ConfigError(f"the split 'all' is for folders; dataset '{name}' has train, val and test")
+    if split == "val" and val_fraction <= 0:
+        raise ConfigError(
+            f"dataset '{name}' has no validation split unless part of its training set is held out: "
+            "give val_fraction > 0"
+        )
+    carve = split in ("train", "val") and val_fraction > 0
+    source_split = "train" if split == "val" else split
     key_name = name.lower()
-    split = "test" if split == "val" else split
     if key_name == "digits":
 
         def make_digits() -> InMemoryDataset:
-            train, test = _load_digits(seed)
-            train, test = _adapt(train, channels or 1, size), _adapt(test, channels or 1, size)
-            mean, std = channel_stats(train.images)
+            train, test = (
+                _adapt(d, channels or 1, size) for d in _load_digits(0)
+            )  # one test set for all runs
+            parts = {"train": train, "test": test}
+            if val_fraction > 0:
+                parts |= {s: _hold_out(train, s, val_fraction, seed) for s in ("train", "val")}
+            mean, std = channel_stats(parts["train"].images)  # over the images it trains on
             info = DatasetInfo(
                 "digits", train.info.classes, train.info.channels, train.info.image_size, mean, std
             )
-            chosen = train if split == "train" else test
-            return InMemoryDataset(chosen.images, chosen.labels, info)
+            return InMemoryDataset(parts[split].images, parts[split].labels, info)
 
-        return _cached(("digits", split, seed, channels, size), make_digits)
+        return _cached(("digits", split, val_fraction, seed, channels, size), make_digits)
 
     if key_name not in BUILTINS:
         raise unknown_name(
             "dataset", name, list_datasets(), hint="or folder:PATH for a folder of class folders"
         )
     spec = BUILTINS[key_name]
-    files = _locate(spec, split, data_dir)
+    files = _locate(spec, source_split, data_dir)
     if files is None and download:
         download_dataset(key_name, data_dir)
-        files = _locate(spec, split, data_dir)
+        files = _locate(spec, source_split, data_dir)
     if files is None:
         raise DataError(_missing_message(spec, data_dir))
 
     def make() -> InMemoryDataset:
-        return _adapt(_load_builtin(spec, split, files), channels, size)
+        return _adapt(_load_builtin(spec, source_split, files), channels, size)
 
-    return _cached((key_name, split, _file_key(files), channels, size), make)
+    whole = _cached((key_name, source_split, _file_key(files), channels, size), make)
+    return _hold_out(whole, split, val_fraction, seed) if carve else whole

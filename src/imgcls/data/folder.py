@@ -1,8 +1,17 @@
 """Image-folder datasets: one sub-folder per class, images of any format and mode Pillow reads.
 
-Layouts: ``PATH/<class>/...`` (the held-out split is then a seeded stratified ``val_fraction`` of it), or
-``PATH/train/<class>/...`` beside ``PATH/val/<class>/...`` or ``PATH/test/<class>/...``. Class names are the
-sorted sub-folder names of the training split; files are found recursively and recognised by the file
+Layouts:
+
+- ``PATH/<class>/...``: a flat folder. The test split is a seeded stratified ``test_fraction`` of it (10% by
+  default; seed 0 unless given, so every run is scored on the same images), the validation split a
+  ``val_fraction`` of the rest.
+- ``PATH/train/<class>/...`` beside ``PATH/test/<class>/...``: the test split is ``test/``; a ``val/`` beside
+  both is the validation split, else the validation split is a ``val_fraction`` of ``train/``.
+- ``PATH/train/`` beside ``PATH/val/`` only (ImageNet's layout): ``val/`` is the test split, touched once, and
+  validation is a ``val_fraction`` of ``train/``.
+
+The split ``all`` is every image of the folder, to score a trained run on a folder of its own. Class names
+are the sorted sub-folder names of the training split; files are found recursively and recognised by the file
 extensions Pillow registers; hidden files and folders are ignored. A folder needs at least two classes.
 
 Every image becomes L or RGB: 1-bit and 8-bit grayscale stay L; 16-bit (``I;16*``) and 32-bit ``I`` images are
@@ -23,7 +32,6 @@ import hashlib
 import logging
 import os
 import struct
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +45,8 @@ from imgcls.data.info import DatasetInfo, InMemoryDataset, channel_stats, strati
 from imgcls.errors import ConfigError, DataError
 
 __all__ = [
+    "SPLITS",
+    "BadImagesError",
     "IN_MEMORY_BYTES",
     "READ_ERRORS",
     "STATS_SAMPLE",
@@ -45,7 +55,6 @@ __all__ = [
     "image_extensions",
     "image_to_array",
     "load_folder",
-    "scan_folder",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,13 +63,14 @@ log = logging.getLogger(__name__)
 IN_MEMORY_BYTES = 2 * 1024**3
 # Images whose statistics define a folder's mean/std (all of them when the training split is smaller).
 STATS_SAMPLE = 5000
+# Unreadable files an error names (all of them are counted).
+MAX_NAMED_BAD = 20
 # Images whose headers decide a folder's default size and channels.
 _PROBE_SAMPLE = 1000
-_SPLIT_NAMES = {
-    "train": ("train",),
-    "test": ("test", "val", "valid", "validation"),
-    "val": ("val", "valid", "validation", "test"),
-}
+# The splits a folder offers; "all" is every image in it (to score a run on a folder of its own).
+SPLITS = ("train", "val", "test", "all")
+# Sub-folders beside train/ that hold a held-out split (see _layout).
+_HELD_OUT_DIRS = ("test", "val", "valid", "validation")
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 # What Pillow raises on a corrupt, truncated or unsupported file (struct.error: some truncated headers).
@@ -166,28 +176,79 @@ def _images_in(folder: Path, extensions: frozenset[str]) -> list[Path]:
     return files
 
 
-def _split_dir(root: Path, split: str) -> Path | None:
-    """``root/<split name>`` when the folder has a train/val (or test) layout and that split, else None."""
+def _layout(root: Path) -> dict[str, Path]:
+    """The folder's own split folders: {"train": root/train, "test": ..., "val": ...}, or {} when it is flat.
+
+    ``test/`` is the test split; without one, ``val/`` (``valid/``, ``validation/``) is (ImageNet's layout,
+    whose ``val`` is what papers report). ``val/`` is the validation split only beside a ``test/``.
+    """
     train = root / "train"
     if not (train.is_dir() and _class_dirs(train)):
-        return None
-    return next((root / name for name in _SPLIT_NAMES[split] if (root / name).is_dir()), None)
+        return {}
+    layout = {"train": train}
+    held = [root / name for name in _HELD_OUT_DIRS if (root / name).is_dir()]
+    test = next((d for d in held if d.name == "test"), None)
+    val = next((d for d in held if d.name != "test"), None)
+    if test is not None:
+        layout["test"] = test
+        if val is not None:
+            layout["val"] = val
+    elif val is not None:
+        layout["test"] = val
+    return layout
+
+
+def _labelled(
+    split_dir: Path, classes: tuple[str, ...], extensions: frozenset[str]
+) -> tuple[list[Path], list[int]]:
+    """The images of a held-out split folder, labelled by the training split's classes."""
+    index = {name: i for i, name in enumerate(classes)}
+    files: list[Path] = []
+    labels: list[int] = []
+    for d in _class_dirs(split_dir):
+        found = _images_in(d, extensions)
+        if found and d.name not in index:
+            raise DataError(
+                f"'{d}' is a class that {split_dir.parent / 'train'} lacks: the splits must share their class "
+                "folders"
+            )
+        files += found
+        labels += [index.get(d.name, -1)] * len(found)
+    if not files:
+        raise DataError(f"folder '{split_dir}' has no images")
+    return files, labels
+
+
+def _hold_out(
+    files: list[Path], labels: list[int], fraction: float, seed: int
+) -> tuple[tuple[list[Path], list[int]], tuple[list[Path], list[int]]]:
+    """((kept files, labels), (held-out files, labels)): a seeded stratified ``fraction`` held out."""
+    kept_idx, held_idx = stratified_split(np.asarray(labels), fraction, seed)
+    return (
+        ([files[i] for i in kept_idx], [labels[i] for i in kept_idx]),
+        ([files[i] for i in held_idx], [labels[i] for i in held_idx]),
+    )
 
 
 def _scan(
-    root: Path, split: str, val_fraction: float, seed: int
+    root: Path, split: str, *, val_fraction: float, test_fraction: float, seed: int
 ) -> tuple[tuple[str, ...], list[Path], list[int], list[Path], list[int]]:
-    """Walk the folder once: (classes, train files, train labels, ``split`` files, ``split`` labels)."""
+    """Walk the folder once: (classes, train files, train labels, ``split`` files, ``split`` labels).
+
+    The training split is what remains once the test split (a flat folder's seeded ``test_fraction``) and the
+    validation split (the folder's ``val/`` beside a ``test/``, else a seeded ``val_fraction`` of the rest)
+    are held out. ``split="all"`` is every image of the folder, whatever its layout.
+    """
     if not root.is_dir():
         raise DataError(
             f"folder '{root}' does not exist or is not a directory: give folder:PATH of a directory "
             "with one sub-folder of images per class"
         )
-    if split not in _SPLIT_NAMES:
-        raise ConfigError(f"unknown split '{split}': use train, test or val")
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}': use {', '.join(SPLITS)}")
     extensions = image_extensions()
-    split_dir = _split_dir(root, split) if split != "train" else None
-    train_dir = root / "train" if _split_dir(root, "train") is not None else root
+    layout = _layout(root)
+    train_dir = layout.get("train", root)
     per_class = {d.name: _images_in(d, extensions) for d in _class_dirs(train_dir)}
     for name in [n for n, found in per_class.items() if not found]:
         log.warning("folder %s: class folder '%s' holds no images; it is not a class", train_dir, name)
@@ -206,52 +267,40 @@ def _scan(
             f"add a sub-folder of images for each other class to {train_dir}"
         )
     classes = tuple(per_class)  # sorted by _class_dirs
-    train_files = [f for found in per_class.values() for f in found]
-    train_labels = [i for i, found in enumerate(per_class.values()) for _ in found]
-    if split_dir is not None:  # the folder's own held-out split, labelled by the training split's classes
-        index = {name: i for i, name in enumerate(classes)}
-        files, labels = [], []
-        for d in _class_dirs(split_dir):
-            found = _images_in(d, extensions)
-            if found and d.name not in index:
-                raise DataError(
-                    f"'{d}' is a class that {train_dir} lacks: the splits must share their class folders"
-                )
-            files += found
-            labels += [index.get(d.name, -1)] * len(found)
-        if not files:
-            raise DataError(f"folder '{split_dir}' has no images for the '{split}' split")
+    pool = (
+        [f for found in per_class.values() for f in found],
+        [i for i, found in enumerate(per_class.values()) for _ in found],
+    )
+    if split == "all":
+        files, labels = list(pool[0]), list(pool[1])
+        for d in layout.values():
+            if d != train_dir:
+                more = _labelled(d, classes, extensions)
+                files, labels = files + more[0], labels + more[1]
+    held: dict[str, tuple[list[Path], list[int]]] = {
+        s: _labelled(d, classes, extensions) for s, d in layout.items() if s == split and s != "train"
+    }
+    if not layout and test_fraction > 0:  # a flat folder: a seeded stratified test split
+        pool, held["test"] = _hold_out(*pool, test_fraction, seed)
+    if "val" not in layout and val_fraction > 0:  # no val/ of its own: a seeded share of the training images
+        pool, held["val"] = _hold_out(*pool, val_fraction, seed)
+    train_files, train_labels = pool
+    if split == "all":
         return classes, train_files, train_labels, files, labels
-    if train_dir != root:
-        if split == "train":
-            return classes, train_files, train_labels, train_files, train_labels
-        raise DataError(
-            f"folder '{root}' has train/ but no val/ or test/ sub-folder for the '{split}' split: "
-            "add one, or move the class folders up to use a seeded val_fraction split"
-        )
-    if val_fraction > 0:  # no split of its own: a seeded stratified one
-        train_idx, held_idx = stratified_split(np.asarray(train_labels), val_fraction, seed)
-        held = ([train_files[i] for i in held_idx], [train_labels[i] for i in held_idx])
-        train_files = [train_files[i] for i in train_idx]
-        train_labels = [train_labels[i] for i in train_idx]
-    elif split != "train":
-        raise ConfigError(
-            f"folder '{root}' has no val/ or test/ sub-folder and val_fraction is 0: "
-            "give val_fraction > 0 to hold out part of it"
-        )
     if split == "train":
         return classes, train_files, train_labels, train_files, train_labels
-    if not held[0]:
+    if split not in held:
+        fix = (
+            "give a val_fraction > 0 to hold out part of the training images"
+            if split == "val"
+            else "add a test/ folder of class folders beside train/"
+            if layout
+            else "give a test_fraction > 0 to hold out part of it"
+        )
+        raise ConfigError(f"folder '{root}' has no '{split}' split: {fix}")
+    if not held[split][0]:
         raise DataError(f"folder '{root}' is too small to hold out a '{split}' split: add images")
-    return classes, train_files, train_labels, held[0], held[1]
-
-
-def scan_folder(
-    root: str | Path, split: str = "train", *, val_fraction: float = 0.1, seed: int = 0
-) -> tuple[list[Path], list[int], tuple[str, ...]]:
-    """List a folder's image files for ``split`` ("train", "test" or "val"): (files, labels, class names)."""
-    classes, _, _, files, labels = _scan(Path(root).expanduser(), split, val_fraction, seed)
-    return files, labels, classes
+    return classes, train_files, train_labels, *held[split]
 
 
 def _probe(files: Sequence[Path]) -> tuple[tuple[int, int], bool]:
@@ -293,32 +342,45 @@ def _stats_sample(n: int) -> np.ndarray:
 def _decode_many(
     files: Sequence[Path], channels: int, size: tuple[int, int], skip_bad: bool
 ) -> tuple[torch.Tensor, np.ndarray, list[Path]]:
-    """Decode files into one uint8 (N, C, H, W) tensor; returns (images, mask of good files, bad files)."""
+    """Decode files into one uint8 (N, C, H, W) tensor; returns (images, mask of good files, bad files).
+
+    Every file is tried, so one pass finds every bad one; without ``skip_bad`` a :class:`DataError` then names
+    them (the first :data:`MAX_NAMED_BAD`) and the flag that skips them.
+    """
     out = torch.empty((len(files), channels, *size), dtype=torch.uint8)
     good = np.ones(len(files), dtype=bool)
-    bad: list[Path] = []
-
-    failed = threading.Event()  # the first hard failure stops the remaining work instead of decoding it all
+    reasons: dict[int, str] = {}
 
     def work(i: int) -> None:
-        if failed.is_set():
-            return
         try:
             out[i] = torch.from_numpy(decode_image(files[i], channels, size))
-        except DataError:
-            if not skip_bad:
-                failed.set()
-                raise
+        except DataError as e:
             good[i] = False
+            reasons[i] = str(e)
 
     # Pillow releases the GIL while decoding, so threads give a near-linear speed-up without pickling.
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
         for _ in pool.map(work, range(len(files))):
             pass
-    if not good.all():
-        bad = [files[i] for i in np.flatnonzero(~good)]
+    bad = [files[i] for i in np.flatnonzero(~good)]
+    if bad and not skip_bad:
+        raise BadImagesError(bad, [reasons[i] for i in np.flatnonzero(~good)])
+    if bad:
         out = out[torch.from_numpy(good)]
     return out, good, bad
+
+
+class BadImagesError(DataError):
+    """Files of a folder that cannot be read: every one found in one pass, the first few named in one line."""
+
+    def __init__(self, files: Sequence[Path], reasons: Sequence[str]) -> None:
+        self.files = list(files)
+        shown = "; ".join(reasons[:MAX_NAMED_BAD])
+        more = f"; and {len(files) - MAX_NAMED_BAD} more" if len(files) > MAX_NAMED_BAD else ""
+        super().__init__(
+            f"{len(files)} unreadable image(s): {shown}{more}; fix or remove them, or pass --skip-bad "
+            "to leave them out"
+        )
 
 
 # Statistics per (training file list, channels, size): loading the test split after the training split, or a
@@ -395,13 +457,16 @@ def load_folder(
     *,
     image_size: int | None = None,
     channels: int | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.1,
     seed: int = 0,
     skip_bad: bool = False,
     in_memory: bool | None = None,
 ) -> InMemoryDataset | FolderDataset:
     """Load an image folder (see the module docstring); ``name`` is the dataset's name in its info."""
-    classes, train_files, _, files, labels = _scan(Path(root).expanduser(), split, val_fraction, seed)
+    classes, train_files, _, files, labels = _scan(
+        Path(root).expanduser(), split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
     probed_size, gray = _probe(train_files)
     size = (image_size, image_size) if image_size else probed_size
     channels = channels or (1 if gray else 3)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from imgcls.errors import ConfigError
 from imgcls.train.config import TrainConfig
 
 __all__ = ["build_optimizer", "build_schedule", "lr_factor"]
@@ -32,6 +33,8 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.lr is None:
+        raise ConfigError("lr is automatic (None) until the data is known: fill it with auto_settings first")
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(

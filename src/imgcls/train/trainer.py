@@ -1,15 +1,19 @@
 """The training loop behind ``imgcls.train(config)`` and ``imgcls train``.
 
 One epoch is: draw the epoch's shuffled, augmented batches (a pure function of seed and epoch), step the
-optimizer, evaluate on the test split, check that the weights and the test loss are finite (a diverged model
-is never saved), write the checkpoint atomically. A run stopped at any point and resumed with ``--resume``
-ends with the same weights as one that never stopped (same seed, deterministic mode). A run claims its
-directory for its whole life, so two runs never mix their files, and first removes the temporaries that
-killed writes left there.
+optimizer, evaluate on the validation split (every ``eval_every`` epochs), check that the weights and the
+loss are finite (a diverged model is never saved), write the checkpoint atomically; ``best.safetensors`` holds
+the weights of the best validation accuracy. The test split is evaluated once, at the end, on the weights the
+run reports (the best on validation, else the last): no choice is ever made on it.
+
+A run stopped at any point and resumed with ``--resume`` ends with the same weights as one that never stopped
+(same seed, deterministic mode). A run claims its directory for its whole life, so two runs never mix their
+files, and first removes the temporaries that killed writes left there.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -35,7 +39,14 @@ from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
 from imgcls.models.registry import AuxOutputs
 from imgcls.models.zfnet import renormalize_filters_
 from imgcls.train import checkpoint as ckpt
-from imgcls.train.config import FALLBACK_SETTINGS, TrainConfig, load_yaml, overlay, validate
+from imgcls.train.config import (
+    FALLBACK_SETTINGS,
+    TrainConfig,
+    auto_settings,
+    load_yaml,
+    overlay,
+    validate,
+)
 from imgcls.train.ema import ModelEma
 from imgcls.train.optim import build_optimizer, build_schedule
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
@@ -60,9 +71,11 @@ class TrainingDivergedError(ImgclsError):
 @dataclass
 class TrainResult:
     run_dir: Path
-    test_acc: float  # top-1 of the final weights
+    test_acc: float  # top-1 on the test split of the weights the run reports (`weights`), evaluated once
     test_top5: float
-    best_acc: float
+    val_acc: float | None  # the best validation top-1 (None without a validation split)
+    best_epoch: int | None  # the epoch of val_acc, whose weights are best.safetensors
+    weights: str  # "best" (by validation) or "last" (no validation split)
     epochs: int
     steps: int
     train_seconds: float  # wall time of the training steps (no evaluation, no start-up)
@@ -130,11 +143,8 @@ class _Trainer:
 
     def _load_data(self) -> None:
         cfg = self.cfg
-        kwargs = dict(
-            data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels
-        )
         try:
-            self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
+            self.train_set = self._load_split("train")
         except DataError as e:
             # Only the main job (the default dataset) falls back; a dataset asked for by name is never swapped,
             # and only settings still at their defaults take the fallback's values.
@@ -155,18 +165,82 @@ class _Trainer:
             self.cfg = cfg = overlay(
                 replace(cfg, dataset=cfg.fallback_dataset, fallback_dataset=None), settings, "fallback"
             )
-            self.train_set = load_dataset(cfg.dataset, "train", **kwargs)
-        self.test_set = load_dataset(cfg.dataset, "test", **kwargs)
+            self.train_set = self._load_split("train")
+        try:
+            self.val_set = self._load_split("val")
+        except ConfigError:  # no validation split: val_fraction 0 and no val/ folder of its own
+            self.val_set = None
+        self.test_set = self._load_split("test")
         self.info = self.train_set.info
+        self._skipped = [
+            p for ds in (self.train_set, self.val_set, self.test_set) for p in getattr(ds, "skipped", ())
+        ]
+        if self.val_set is None and cfg.early_stop:
+            raise ConfigError(
+                "early stopping watches the validation accuracy, and this run has no validation split: "
+                "set --val-fraction above 0 or drop --early-stop"
+            )
+        self._resolve_auto()
+        cfg = self.cfg
+        self.class_weight = self._class_weight() if cfg.class_weights == "auto" else None
         aug = _augment_config(cfg)
         loader_kw = dict(device=self.device, seed=cfg.seed, channels_last=cfg.channels_last)
         self.train_loader = make_loader(self.train_set, cfg.batch_size, train=True, augment=aug, **loader_kw)
-        self.test_loader = make_loader(self.test_set, max(cfg.batch_size, 500), train=False, **loader_kw)
+        eval_batch = max(cfg.batch_size, 500)  # type: ignore[type-var]
+        self.val_loader = (
+            make_loader(self.val_set, eval_batch, train=False, **loader_kw)
+            if self.val_set is not None
+            else None
+        )
+        self.test_loader = make_loader(self.test_set, eval_batch, train=False, **loader_kw)
         if len(self.train_loader) < cfg.accum_steps:
             raise ConfigError(
                 f"the training set gives {len(self.train_loader)} batches of {cfg.batch_size}, fewer than "
                 f"accum_steps={cfg.accum_steps}: lower --batch-size or --accum-steps"
             )
+
+    def _class_weight(self) -> torch.Tensor:
+        """Each class's loss weighed by n / (classes x count): every class weighs as much in all (a rare
+        class's images count for more), scikit-learn's "balanced" rule."""
+        labels = self.train_set.labels
+        labels = labels if isinstance(labels, torch.Tensor) else torch.tensor(labels, dtype=torch.int64)
+        k = self.info.num_classes
+        counts = torch.bincount(labels, minlength=k).double()
+        weight = (len(labels) / (k * counts.clamp(min=1))).float()
+        log.info(
+            "class weights (balanced): %s",
+            ", ".join(f"{name} {w:.2f}" for name, w in zip(self.info.classes, weight.tolist())),
+        )
+        return weight.to(self.device)
+
+    def _load_split(self, split: str) -> Any:
+        cfg = self.cfg
+        return load_dataset(
+            cfg.dataset,
+            split,
+            data_dir=cfg.data_dir,
+            download=cfg.download,
+            image_size=cfg.image_size,
+            channels=cfg.channels,
+            val_fraction=cfg.val_fraction,
+            skip_bad=cfg.skip_bad,
+        )
+
+    def _resolve_auto(self) -> None:
+        """Fill the settings left to "auto" from the training set's size, and say so once."""
+        n = len(self.train_set)
+        values = auto_settings(self.cfg, n)
+        if not values:
+            return
+        self.cfg = replace(self.cfg, **values)
+        validate(self.cfg)
+        shown = {"batch_size": "batch", "lr": "lr", "epochs": "epochs"}
+        log.info(
+            "auto: %s (for %s training images; set %s to choose)",
+            ", ".join(f"{shown[k]} {v:g}" for k, v in values.items()),
+            f"{n:,}",
+            "/".join(f"--{k.replace('_', '-')}" for k in values),
+        )
 
     def _build_model(self) -> None:
         cfg, info = self.cfg, self.info
@@ -292,20 +366,26 @@ class _Trainer:
             log.info("resuming %s at epoch %d/%d", self.run_dir, start_epoch + 1, num_epochs)
         else:
             log.info(
-                "training %s (%s parameters) on %s: %d train / %d test images, %d epochs, device %s%s",
+                "training %s (%s parameters) on %s: %s train / %s / %s test images, %d epochs, device %s%s",
                 cfg.model,
                 f"{sum(p.numel() for p in self.model.parameters()):,}",
                 self.info.name,
-                len(self.train_set),
-                len(self.test_set),
+                f"{len(self.train_set):,}",
+                f"{len(self.val_set):,} validation" if self.val_set is not None else "no validation",
+                f"{len(self.test_set):,}",
                 num_epochs,
                 self.device,
                 f", {str(self.amp_dtype).replace('torch.', '')} autocast" if self.amp_dtype else "",
             )
+            if self.val_set is None:
+                log.info(
+                    "no validation split: the last weights are the run's; the test split is scored at the end"
+                )
+            if self._skipped:
+                self._write_skipped()
 
         train_seconds = sum(r["epoch_seconds"] for r in history)
         images_seen = sum(r["images"] for r in history)
-        last_eval: EvalResult | None = None
         epoch = start_epoch
         try:
             for epoch in range(start_epoch, num_epochs):
@@ -314,19 +394,30 @@ class _Trainer:
                 train_seconds += row["epoch_seconds"]
                 images_seen += row["images"]
                 is_last = epoch == num_epochs - 1 or step >= total_steps
-                if is_last or (epoch + 1) % cfg.eval_every == 0:
-                    last_eval = self._evaluate()
-                    if not math.isfinite(last_eval.loss):
-                        raise self._diverged(f"the test loss became {last_eval.loss}", epoch, step)
-                    row.update(test_loss=last_eval.loss, test_acc=last_eval.top1, test_top5=last_eval.top5)
-                    best = last_eval.top1 > best_acc
-                    best_acc = max(best_acc, last_eval.top1)
-                else:
-                    best = False
+                best = False
+                if self.val_loader is not None and (is_last or (epoch + 1) % cfg.eval_every == 0):
+                    val = self._evaluate(self.val_loader)
+                    if not math.isfinite(val.loss):
+                        raise self._diverged(f"the validation loss became {val.loss}", epoch, step)
+                    row.update(val_loss=val.loss, val_acc=val.top1, val_top5=val.top5)
+                    best = val.top1 > best_acc
+                    best_acc = max(best_acc, val.top1)
                 history.append(row)
                 self._save(epoch, step, best_acc, history, best)
                 self._log_epoch(row, num_epochs)
                 if step >= total_steps:
+                    break
+                if (
+                    (waited := _validations_since_best(history)) is not None
+                    and cfg.early_stop
+                    and waited >= cfg.early_stop
+                ):
+                    log.info(
+                        "early stop after epoch %d: no better validation accuracy in %d validations (best %.2f%%)",
+                        epoch + 1,
+                        waited,
+                        100 * best_acc,
+                    )
                     break
         except KeyboardInterrupt:
             log.warning(
@@ -338,21 +429,25 @@ class _Trainer:
             )
             raise
 
-        if last_eval is None:  # resumed a finished run: evaluate what is there
-            last_eval = self._evaluate()
+        # The test split, once: on the weights the run reports (the best on validation, else the last).
+        weights = "best" if (self.run_dir / ckpt.WEIGHTS_BEST).is_file() else "last"
+        test = self._evaluate(self.test_loader, self._reported_model(weights))
+        best_row = _best_row(history)
         total = time.perf_counter() - self.t_start
         result = TrainResult(
             run_dir=self.run_dir,
-            test_acc=last_eval.top1,
-            test_top5=last_eval.top5,
-            best_acc=max(best_acc, last_eval.top1),
+            test_acc=test.top1,
+            test_top5=test.top5,
+            val_acc=best_row["val_acc"] if best_row else None,
+            best_epoch=best_row["epoch"] if best_row else None,
+            weights=weights,
             epochs=len(history),
             steps=step,
             train_seconds=train_seconds,
             total_seconds=total,
             images_per_sec=images_seen / max(train_seconds, 1e-9),
             history=history,
-            eval=last_eval,
+            eval=test,
         )
         ckpt.atomic_write_json(
             self.run_dir / "result.json",
@@ -361,27 +456,42 @@ class _Trainer:
                 for k, v in ((f.name, getattr(result, f.name)) for f in fields(result))
                 if k not in ("history", "eval")
             }
-            | {"dataset": self.info.name, "model": cfg.model, "per_class": last_eval.to_dict()["per_class"]},
+            | {"dataset": self.info.name, "model": cfg.model, "per_class": test.to_dict()["per_class"]},
         )
-        # debug: the last epoch's log line has the test accuracy, and the CLI prints this summary itself
-        log.debug(
-            "test accuracy %.2f%% (top-5 %.2f%%) after %d epochs, %.1f s of training; run in %s",
+        log.info(
+            "test accuracy %.2f%% (top-5 %.2f%%) of the %s weights%s",
             100 * result.test_acc,
             100 * result.test_top5,
-            result.epochs,
-            train_seconds,
-            self.run_dir,
+            weights,
+            f" (epoch {result.best_epoch}, validation {100 * result.val_acc:.2f}%)" if best_row else "",
         )
         return result
 
+    def _reported_model(self, weights: str) -> nn.Module:
+        """The model whose test accuracy the run reports: the best on validation, read back from its file."""
+        model = self._eval_model()
+        if weights == "last":
+            return model
+        best = copy.deepcopy(model)
+        best.load_state_dict(load_state_dict_file(self.run_dir / ckpt.WEIGHTS_BEST))
+        return best
+
+    def _write_skipped(self) -> None:
+        atomic_write_text(self.run_dir / "skipped.txt", "".join(f"{p}\n" for p in self._skipped))
+        log.warning(
+            "left out %d unreadable image(s) (--skip-bad); they are listed in %s",
+            len(self._skipped),
+            self.run_dir / "skipped.txt",
+        )
+
     def _loss(self, out: torch.Tensor | AuxOutputs, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ls = self.cfg.label_smoothing
+        kw = dict(label_smoothing=self.cfg.label_smoothing, weight=self.class_weight)
         if isinstance(out, AuxOutputs):
-            loss = F.cross_entropy(out.logits, y, label_smoothing=ls)
+            loss = F.cross_entropy(out.logits, y, **kw)
             for aux in out.aux:  # GoogLeNet: auxiliary classifiers weighted 0.3 (Szegedy et al. 2014, sec. 5)
-                loss = loss + out.aux_weight * F.cross_entropy(aux, y, label_smoothing=ls)
+                loss = loss + out.aux_weight * F.cross_entropy(aux, y, **kw)
             return loss, out.logits
-        return F.cross_entropy(out, y, label_smoothing=ls), out
+        return F.cross_entropy(out, y, **kw), out
 
     def _train_epoch(
         self, epoch: int, num_epochs: int, step: int, total_steps: int
@@ -501,10 +611,10 @@ class _Trainer:
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def _evaluate(self) -> EvalResult:
+    def _evaluate(self, loader: Any, model: nn.Module | None = None) -> EvalResult:
         return evaluate(
-            self._eval_model(),
-            self.test_loader,
+            model if model is not None else self._eval_model(),
+            loader,
             self.info.num_classes,
             classes=self.info.classes,
             amp_dtype=self.amp_dtype,
@@ -512,9 +622,9 @@ class _Trainer:
         )
 
     def _log_epoch(self, row: dict[str, Any], num_epochs: int) -> None:
-        test = (
-            f" | test acc {100 * row['test_acc']:.2f}% top-5 {100 * row['test_top5']:.2f}%"
-            if "test_acc" in row
+        val = (
+            f" | val acc {100 * row['val_acc']:.2f}% top-5 {100 * row['val_top5']:.2f}%"
+            if "val_acc" in row
             else ""
         )
         log.info(
@@ -523,7 +633,7 @@ class _Trainer:
             num_epochs,
             row["train_loss"],
             100 * row["train_acc"],
-            test,
+            val,
             row["lr"],
             row["images_per_sec"],
             row["epoch_seconds"],
@@ -591,9 +701,9 @@ class _Trainer:
             "step",
             "train_loss",
             "train_acc",
-            "test_loss",
-            "test_acc",
-            "test_top5",
+            "val_loss",
+            "val_acc",
+            "val_top5",
             "lr",
             "epoch_seconds",
             "images_per_sec",
@@ -646,6 +756,15 @@ def _bar_displays(bar_cls: type) -> bool:
 # The splits a history row may hold metrics of ("<split>_loss", "<split>_acc"), in the order they are drawn.
 _SPLITS = ("train", "val", "test")
 _SPLIT_STYLE = {"train": "o-", "val": "s-", "test": "D-"}
+
+
+def _validations_since_best(history: list[dict[str, Any]]) -> int | None:
+    """How many validations came after the best one (None before the first): what early stopping counts."""
+    rows = [r for r in history if "val_acc" in r]
+    if not rows:
+        return None
+    best = rows.index(max(rows, key=lambda r: r["val_acc"]))  # the first of equals: later ties do not reset
+    return len(rows) - 1 - best
 
 
 def _best_row(history: list[dict[str, Any]]) -> dict[str, Any] | None:
