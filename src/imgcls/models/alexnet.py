@@ -201,7 +201,7 @@ def _build(
     return AlexNet(cfg, num_classes=num_classes, in_chans=in_chans, small_input=small_input)
 
 
-for _name, (_cfg, _size, _params, _source, _top1, _gflops) in VARIANTS.items():
+for _name, (_cfg, _size, _params, _source, _top1, _gmacs) in VARIANTS.items():
     register_model(
         ModelSpec(
             name=_name,
@@ -214,7 +214,7 @@ for _name, (_cfg, _size, _params, _source, _top1, _gflops) in VARIANTS.items():
             test_input_size=(3, 32, 32),
             test_kwargs={"small_input": True},
             small_input_kwargs={"small_input": True},
-            gflops=_gflops,
+            gmacs=_gmacs,
             top1=_top1,
         )
     )

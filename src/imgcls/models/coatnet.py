@@ -370,7 +370,7 @@ class CoAtNetVariant:
     cfg: CoAtNetConfig
     num_params: int
     paper_params_m: float
-    gflops: float
+    gmacs: float
     top1: float
 
 
@@ -412,7 +412,7 @@ for _name, _v in VARIANTS.items():
             test_input_size=(3, 32, 32),
             test_kwargs={"small_input": True},
             small_input_kwargs={"small_input": True},
-            gflops=_v.gflops,
+            gmacs=_v.gmacs,
             top1=_v.top1,
         )
     )

@@ -135,7 +135,7 @@ class _Row(NamedTuple):
     cfg: DenseNetConfig
     num_params: int  # at ref_kwargs (ImageNet rows: 1000 classes; CIFAR rows: 10 classes)
     source: str
-    gflops: float | None = None
+    gmacs: float | None = None
     top1: float | None = None
 
 
@@ -344,7 +344,7 @@ for _name, _row in VARIANTS.items():
             # (32 -> 8 -> 4 -> 2 -> 1). CIFAR rows: 8x8 (8 -> 4 -> 2) keeps the deep ones fast on CPU.
             test_input_size=(3, 32, 32) if _imagenet else (3, 8, 8),
             small_input_kwargs={"small_input": True} if _imagenet else None,
-            gflops=_row.gflops,
+            gmacs=_row.gmacs,
             top1=_row.top1,
         )
     )

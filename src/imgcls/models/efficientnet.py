@@ -332,7 +332,7 @@ class EfficientNetVariant:
         phi: compound coefficient, read off the published resolution (module docstring).
         dropout: classifier dropout of the released code.
         num_params: parameter count at 1000 classes (torchvision's figure; equals ours).
-        gflops, top1: Table 2 (FLOPs and ImageNet top-1 at the variant's resolution).
+        gmacs, top1: Table 2 (multiply-adds, the paper's "FLOPs", and ImageNet top-1 at the variant's resolution).
         depth_mult: the published depth multiplier where it departs from round(alpha**phi, 1), else None.
         tf_batchnorm: BatchNorm eps 1e-3 / momentum 0.01 (the TF-ported torchvision weights of B5-B7).
     """
@@ -340,7 +340,7 @@ class EfficientNetVariant:
     phi: float
     dropout: float
     num_params: int
-    gflops: float
+    gmacs: float
     top1: float
     depth_mult: float | None = None
     tf_batchnorm: bool = False
@@ -405,7 +405,7 @@ for _name, _row in VARIANTS.items():
             test_input_size=(3, 32, 32),
             test_kwargs={"small_input": True},
             small_input_kwargs={"small_input": True},
-            gflops=_row.gflops,
+            gmacs=_row.gmacs,
             top1=_row.top1,
         )
     )

@@ -336,7 +336,7 @@ def _build(
     )
 
 
-for _name, (_cfg, _params, _params_aux, _source, _top1, _gflops) in VARIANTS.items():
+for _name, (_cfg, _params, _params_aux, _source, _top1, _gmacs) in VARIANTS.items():
     register_model(
         ModelSpec(
             name=_name,
@@ -350,7 +350,7 @@ for _name, (_cfg, _params, _params_aux, _source, _top1, _gflops) in VARIANTS.ite
             test_input_size=(3, 32, 32),
             test_kwargs={"small_input": True},
             small_input_kwargs={"small_input": True},
-            gflops=_gflops,
+            gmacs=_gmacs,
             top1=_top1,
         )
     )

@@ -149,7 +149,7 @@ class Ref(NamedTuple):
 
     num_params: int
     paper_params_m: float  # the paper's rounded "Million Parameters" column
-    gflops: float  # the paper's "Million Mult-Adds" / 1000
+    gmacs: float  # the paper's "Million Mult-Adds" / 1000
     top1: float  # the paper's "ImageNet Accuracy"
 
 
@@ -190,7 +190,7 @@ for _name, (_cfg, _ref) in VARIANTS.items():
             # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
             test_input_size=(3, 64, 64),
             small_input_kwargs={"small_input": True},
-            gflops=_ref.gflops,
+            gmacs=_ref.gmacs,
             top1=_ref.top1,
         )
     )

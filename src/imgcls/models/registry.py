@@ -34,7 +34,7 @@ class Ref(NamedTuple):
     multiply-adds at the native input size (G), ImageNet top-1 (%), and where they come from."""
 
     num_params: int
-    gflops: float | None
+    gmacs: float | None
     top1: float | None
     source: str
 
@@ -68,7 +68,8 @@ class ModelSpec:
         test_kwargs: extra kwargs for the registry test's forward pass (e.g. ``{"small_input": True}``).
         small_input_kwargs: kwargs that adapt the model to <= 64 px images (CIFAR-style stem); None when the
             model is natively small or has no such form.
-        gflops: reference multiply-add GFLOPs at ``input_size``, when published.
+        gmacs: reference multiply-adds (G, not FLOPs: one multiply-add is 2 FLOPs) at ``input_size``, when
+            published.
         top1: reference ImageNet (or stated dataset) top-1 accuracy in percent, when published.
         tolerance: relative tolerance for ``forward_head(forward_features(x)) == forward(x)``.
     """
@@ -84,7 +85,7 @@ class ModelSpec:
     test_input_size: tuple[int, int, int] | None = None
     test_kwargs: Mapping[str, Any] = field(default_factory=dict)
     small_input_kwargs: Mapping[str, Any] | None = None
-    gflops: float | None = None
+    gmacs: float | None = None
     top1: float | None = None
     tolerance: float = 1e-5
 

@@ -387,7 +387,7 @@ for _name, (_cfg, _ref) in VARIANTS.items():
             # 64 px is the cheapest input that exercises every stride of the ImageNet stem (2x2 final map).
             test_input_size=(3, 64, 64),
             small_input_kwargs={"small_input": True},
-            gflops=_ref.gflops,
+            gmacs=_ref.gmacs,
             top1=_ref.top1,
         )
     )

@@ -218,7 +218,7 @@ for _name, (_cfg_row, _ref) in VARIANTS.items():
             # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
             test_input_size=(3, 64, 64),
             small_input_kwargs={"small_input": True},
-            gflops=_ref.gflops,
+            gmacs=_ref.gmacs,
             top1=_ref.top1,
         )
     )

@@ -174,7 +174,7 @@ class Ref(NamedTuple):
     """Reference figures: parameters at 1000 classes, multiply-adds at 224 (G), ImageNet top-1 (%)."""
 
     num_params: int
-    gflops: float
+    gmacs: float
     top1: float
 
 
@@ -208,7 +208,7 @@ for _name, (_cfg, _ref) in VARIANTS.items():
             # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
             test_input_size=(3, 64, 64),
             small_input_kwargs={"small_input": True},
-            gflops=_ref.gflops,
+            gmacs=_ref.gmacs,
             top1=_ref.top1,
         )
     )

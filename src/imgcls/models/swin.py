@@ -106,7 +106,7 @@ class _Variant(NamedTuple):
     num_classes: int
     source: str
     input_size: int = 224
-    gflops: float | None = None
+    gmacs: float | None = None
     top1: float | None = None
 
 
@@ -118,15 +118,15 @@ VARIANTS: dict[str, _Variant] = {
     # name: SwinConfig(C, layer numbers, heads, ...), parameters, classes, source, GFLOPs, top-1
     "swin_t": _Variant(
         SwinConfig(96, (2, 2, 6, 2), (3, 6, 12, 24), drop_path_rate=0.2),
-        28_288_354, 1000, _TV.format("swin_t"), gflops=4.5, top1=81.3,
+        28_288_354, 1000, _TV.format("swin_t"), gmacs=4.5, top1=81.3,
     ),
     "swin_s": _Variant(
         SwinConfig(96, (2, 2, 18, 2), (3, 6, 12, 24), drop_path_rate=0.3),
-        49_606_258, 1000, _TV.format("swin_s"), gflops=8.7, top1=83.0,
+        49_606_258, 1000, _TV.format("swin_s"), gmacs=8.7, top1=83.0,
     ),
     "swin_b": _Variant(
         SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32), drop_path_rate=0.5),
-        87_768_224, 1000, _TV.format("swin_b"), gflops=15.4, top1=83.5,
+        87_768_224, 1000, _TV.format("swin_b"), gmacs=15.4, top1=83.5,
     ),
     # Small-input form of Swin-T for training from scratch on 28 / 32 px images (our adaptation, no paper
     # row). Its count is the closed form: per block 12 d^2 + 13 d + (2M - 1)^2 heads, per merging 8 d^2 + 8 d,
@@ -433,7 +433,7 @@ for _name, _v in VARIANTS.items():
             # 32 px keeps the registry test fast and exercises the window padding and the no-shift rule.
             test_input_size=(3, 32, 32),
             small_input_kwargs=None if _native_small else SMALL_INPUT_KWARGS,
-            gflops=_v.gflops,
+            gmacs=_v.gmacs,
             top1=_v.top1,
         )
     )

@@ -148,7 +148,7 @@ def _build(cfg: VGGConfig, num_classes: int = 1000, in_chans: int = 3, small_inp
 for _base, (_column, _depths) in _TABLE_1.items():
     for _bn in (False, True):
         _name = f"{_base}_bn" if _bn else _base
-        _params, _top1, _gflops = _REFERENCE[_name]
+        _params, _top1, _gmacs = _REFERENCE[_name]
         register_model(
             ModelSpec(
                 name=_name,
@@ -162,7 +162,7 @@ for _base, (_column, _depths) in _TABLE_1.items():
                 test_input_size=(3, 32, 32),
                 test_kwargs={"small_input": True},
                 small_input_kwargs={"small_input": True},
-                gflops=_gflops,
+                gmacs=_gmacs,
                 top1=_top1,
             )
         )

@@ -131,7 +131,7 @@ class _Variant(NamedTuple):
     img_size: int
     num_params: int  # at num_classes, 3 input channels, img_size
     source: str
-    gflops: float | None = None
+    gmacs: float | None = None
     top1: float | None = None
     num_classes: int = 1000
 
@@ -397,7 +397,7 @@ for _name, _v in VARIANTS.items():
             test_input_size=(3, 32, 32),
             test_kwargs={} if _native_small else {"img_size": 32},
             small_input_kwargs=None if _native_small else SMALL_INPUT_KWARGS,
-            gflops=_v.gflops,
+            gmacs=_v.gmacs,
             top1=_v.top1,
         )
     )
