@@ -36,7 +36,7 @@ from imgcls.evaluate import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 
-__all__ = ["ImageInput", "Prediction", "collect_images", "predict"]
+__all__ = ["ImageInput", "Prediction", "Predictor", "collect_images", "predict"]
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,51 @@ def _pil_to_array(img: Image.Image, channels: int, size: tuple[int, int], name: 
         raise DataError(f"cannot read {name}: {reason}") from None
 
 
-@torch.no_grad()
+class Predictor:
+    """A loaded run and its preprocessing: uint8 ``(C, H, W)`` images in, class probabilities out.
+
+    What :func:`predict` and the server (``imgcls serve``) share, so both give the same probabilities for the
+    same file: the same normalisation, autocast choice and test-time flip.
+    """
+
+    def __init__(
+        self,
+        run: str | Path | LoadedRun,
+        *,
+        device: str = "auto",
+        tta_flip: bool | None = None,
+        which: str = "best",
+    ) -> None:
+        self.device = resolve_device(device)
+        loaded = run if isinstance(run, LoadedRun) else load_run(run, self.device, which=which)
+        self.model = loaded.model.to(self.device).eval()
+        self.info = loaded.info
+        self.classes = loaded.classes
+        self.channels: int = self.info["in_chans"]
+        self.size: tuple[int, int] = (self.info["image_size"], self.info["image_size"])  # (H, W)
+        self.mean = torch.tensor(self.info["mean"], device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.info["std"], device=self.device).view(1, -1, 1, 1)
+        self.flip: bool = self.info.get("tta_flip", False) if tta_flip is None else tta_flip
+        self.amp = resolve_amp("auto", self.device)
+
+    @torch.no_grad()
+    def probabilities(self, images: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities ``(B, num_classes)`` (float32, CPU) of uint8 ``(C, H, W)`` images of the run's
+        channels and size (what :func:`decode_image` gives)."""
+        batch = (
+            images if isinstance(images, torch.Tensor) else torch.stack([torch.from_numpy(a) for a in images])
+        )
+        x = batch.to(self.device).float().div_(255).sub_(self.mean).div_(self.std)  # (B, C, H, W)
+        with autocast(self.device, self.amp):
+            logits = predict_logits(self.model, x, self.flip)
+        return logits.float().softmax(1).cpu()
+
+    def top(self, probs: torch.Tensor, top_k: int) -> list[list[tuple[int, float]]]:
+        """The ``top_k`` (class index, probability) of each row of ``probs``, most probable first."""
+        p, idx = probs.topk(min(top_k, len(self.classes)), dim=1)
+        return [list(zip(ix, pr)) for ix, pr in zip(idx.tolist(), p.tolist())]
+
+
 def predict(
     run: str | Path | LoadedRun,
     inputs: ImageInput | Sequence[ImageInput],
@@ -188,16 +232,8 @@ def predict(
     items: Sequence[ImageInput] = (
         [inputs] if isinstance(inputs, (str, Path, *_IN_MEMORY)) else list(inputs)  # type: ignore[arg-type]
     )
-    dev = resolve_device(device)
-    loaded = run if isinstance(run, LoadedRun) else load_run(run, dev, which=which)
-    model, info = loaded.model.to(dev).eval(), loaded.info
-    classes = loaded.classes
-    k = min(top_k, len(classes))
-    size = (info["image_size"], info["image_size"])
-    mean = torch.tensor(info["mean"], device=dev).view(1, -1, 1, 1)
-    std = torch.tensor(info["std"], device=dev).view(1, -1, 1, 1)
-    flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
-    amp = resolve_amp("auto", dev)
+    predictor = Predictor(run, device=device, tta_flip=tta_flip, which=which)
+    channels, size, classes = predictor.channels, predictor.size, predictor.classes
     images = list(
         _expand(items)
     )  # files stay paths (decoded a batch at a time); in-memory inputs are checked
@@ -207,18 +243,12 @@ def predict(
     for i in range(0, len(images), batch_size):
         chunk = images[i : i + batch_size]
         arrays = [
-            torch.from_numpy(
-                _pil_to_array(src, info["in_chans"], size, label)
-                if isinstance(src, Image.Image)
-                else decode_image(src, info["in_chans"], size)
-            )
+            _pil_to_array(src, channels, size, label)
+            if isinstance(src, Image.Image)
+            else decode_image(src, channels, size)
             for label, src in chunk
         ]
-        x = torch.stack(arrays).to(dev).float().div_(255).sub_(mean).div_(std)  # (B, C, H, W)
-        with autocast(dev, amp):
-            logits = predict_logits(model, x, flip)
-        probs = logits.float().softmax(1)
-        p, idx = probs.topk(k, dim=1)
-        for (label, _), pr, ix in zip(chunk, p.tolist(), idx.tolist()):
-            out.append(Prediction(label, [(classes[j], q) for j, q in zip(ix, pr)]))
+        tops = predictor.top(predictor.probabilities(arrays), top_k)
+        for (label, _), top in zip(chunk, tops):
+            out.append(Prediction(label, [(classes[j], q) for j, q in top]))
     return out

@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -122,14 +123,29 @@ def _to_l_or_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX
 
 
-def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> np.ndarray:
+def decode_image(
+    path: str | Path | BinaryIO,
+    channels: int,
+    size: tuple[int, int] | None = None,
+    *,
+    name: str | None = None,
+    max_pixels: int | None = None,
+) -> np.ndarray:
     """Decode an image file to a uint8 ``(C, H, W)`` array, resized (antialiased) to ``size`` (H, W) if given.
 
+    ``path`` may also be an open binary stream (an upload); ``name`` then names it in errors. With
+    ``max_pixels``, an image whose header declares more pixels is refused before any pixel is decoded.
     Raises :class:`DataError` naming the file when it cannot be read.
     """
-    path = Path(path)
+    source = Path(path) if isinstance(path, str) else path
+    label = name or str(source)
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise DataError(
+                    f"image '{label}' declares {img.width}x{img.height} pixels, more than the {max_pixels:,} "
+                    "allowed: send a smaller image"
+                )
             if size is not None and img.format == "JPEG":
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale in the DCT domain, several times faster than a
                 # full decode followed by a resize; draft keeps the result at least as large as `size`.
@@ -141,7 +157,7 @@ def decode_image(path: str | Path, channels: int, size: tuple[int, int] | None =
             reason = "not an image format Pillow reads (a corrupt or misnamed file)"
         else:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"cannot read image '{path}': {reason}") from None
+        raise DataError(f"cannot read image '{label}': {reason}") from None
 
 
 def image_to_array(img: Image.Image, channels: int, size: tuple[int, int] | None = None) -> np.ndarray:
