@@ -72,6 +72,15 @@ def test_torchvision_checkpoint_trains_on_28px_grey_images(
     assert model.conv1.weight.shape == (64, 1, 7, 7) and model.fc.weight.shape == (10, 512)
 
 
+def test_image_size_upsamples_to_where_the_native_stem_is_the_default(
+    tiny_fmnist: Path, tv_resnet18: Path, tmp_path: Path
+) -> None:
+    r = train(_cfg(tiny_fmnist, tmp_path, pretrained=str(tv_resnet18), image_size=72, max_steps=1))
+    info = json.loads((r.run_dir / "model.json").read_text())
+    assert info["image_size"] == 72 and info["model_kwargs"] == {}  # nothing to override at 72 px
+    assert load_file(r.run_dir / "last.safetensors")["conv1.weight"].shape == (64, 1, 7, 7)
+
+
 def test_frozen_backbone_keeps_the_adapted_checkpoint_and_its_statistics(
     tiny_fmnist: Path, tv_resnet18: Path, tmp_path: Path
 ) -> None:
