@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from imgcls.errors import CheckpointError
 from imgcls.models import create_model, load_pretrained
-from imgcls.models.pretrained import remap_legacy_keys
+from imgcls.models.pretrained import adapt_input_conv, remap_legacy_keys
 
 
 def _model(num_classes: int = 10):
@@ -80,3 +80,37 @@ def test_vit_checkpoint_at_another_resolution_loads_through_the_models_hook() ->
     torch.testing.assert_close(
         pos[:, 0], small.state_dict()["encoder.pos_embedding"][:, 0]
     )  # class token kept
+
+
+def test_adapt_input_conv_sums_for_grey_and_repeats_for_more_channels() -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3)
+    grey = torch.rand(2, 1, 9, 9)
+    w1 = adapt_input_conv(conv.weight.detach(), 1)
+    assert w1.shape == (8, 1, 3, 3)
+    # A grey image seen by the RGB filters as three equal channels gives what the summed filters give.
+    expected = torch.nn.functional.conv2d(grey.expand(-1, 3, -1, -1), conv.weight.detach())
+    torch.testing.assert_close(torch.nn.functional.conv2d(grey, w1), expected)
+    w5 = adapt_input_conv(conv.weight.detach(), 5)  # repeated R, G, B, R, G, scaled by 3/5
+    assert w5.shape == (8, 5, 3, 3)
+    torch.testing.assert_close(w5[:, 3:], conv.weight.detach()[:, :2] * 0.6)
+    w6 = adapt_input_conv(conv.weight.detach(), 6)  # a multiple of 3: equal channels respond as before
+    torch.testing.assert_close(torch.nn.functional.conv2d(grey.expand(-1, 6, -1, -1), w6), expected)
+    w3 = adapt_input_conv(w1, 3)  # grey -> RGB: an RGB image responds as its channel mean did
+    rgb = torch.rand(2, 3, 9, 9)
+    torch.testing.assert_close(
+        torch.nn.functional.conv2d(rgb, w3), torch.nn.functional.conv2d(rgb.mean(1, keepdim=True), w1)
+    )
+    assert adapt_input_conv(w1.half(), 3).dtype == torch.float16
+    with pytest.raises(CheckpointError, match="only convolution weights"):
+        adapt_input_conv(torch.zeros(4, 3 * 28 * 28), 1)
+
+
+def test_load_pretrained_adapts_the_named_input_keys_only() -> None:
+    rgb = create_model("quicknet_s", num_classes=10, in_chans=3).state_dict()
+    grey = create_model("quicknet_s", num_classes=10, in_chans=1)
+    with pytest.raises(CheckpointError, match="stem.0.weight"):  # not named: a mismatch, as before
+        load_pretrained(grey, rgb)
+    load_pretrained(grey, rgb, input_keys={"stem.0.weight"})
+    assert torch.equal(grey.state_dict()["stem.0.weight"], rgb["stem.0.weight"].sum(1, keepdim=True))
+    assert torch.equal(grey.state_dict()["head.weight"], rgb["head.weight"])

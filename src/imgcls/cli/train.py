@@ -24,6 +24,12 @@ _HELP = {
     "epochs": "number of epochs (fractions allowed)",
     "device": "auto, cpu, cuda, cuda:N or mps",
     "progress": "a progress bar while stderr is a terminal (elsewhere: plain log lines, see --log-every)",
+    "pretrained": "weights to start from: a torchvision-layout .pth, a .safetensors file or an imgcls run "
+    "directory; the stem that fits it is used, the input layer adapted to the data's channels and the "
+    "classifier replaced for its class count",
+    "freeze_backbone": "train only the head (what the model's reset_classifier replaces)",
+    "unfreeze_after": "with --freeze-backbone: train every parameter from epoch N+1 on",
+    "head_lr_mult": "the head's learning rate is --lr times this (e.g. 10 with a small --lr)",
     "log_every": "without a progress bar (stderr not a terminal, or --no-progress): log loss, accuracy, lr and "
     "img/s every N optimizer steps; 0: only the per-epoch line",
 }

@@ -103,6 +103,11 @@ class _Loader:
         """Make the next pass epoch ``epoch``: its order and augmentation depend only on (seed, epoch)."""
         self.epoch = int(epoch)
 
+    def set_normalization(self, info: DatasetInfo) -> None:
+        """Normalise with ``info``'s mean and std from the next batch on (a checkpoint's own, to fine-tune it)."""
+        self.info = info
+        self._transform.info = info
+
 
 class BatchLoader(_Loader):
     """Batches of an in-memory dataset, drawn and augmented as tensors on ``device``.

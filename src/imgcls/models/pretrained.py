@@ -3,7 +3,9 @@
 torchvision's ImageNet checkpoints load with ``strict`` key and shape checks into the families that follow
 its layout. Older files use a few legacy names, which are mapped here (see
 shared/reference/torchvision_keys/README.md): DenseNet's ``norm.1`` -> ``norm1``, ViT's ``mlp.linear_1`` ->
-``mlp.0``, and files without BatchNorm's ``num_batches_tracked``.
+``mlp.0``, and files without BatchNorm's ``num_batches_tracked``. A checkpoint trained on another number of
+input channels is adapted in its input layer (:func:`adapt_input_conv`), as timm adapts RGB checkpoints to grey
+or multispectral inputs.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from torch import nn
 
 from imgcls.errors import CheckpointError
 
-__all__ = ["load_pretrained", "load_state_dict_file", "remap_legacy_keys"]
+__all__ = ["adapt_input_conv", "load_pretrained", "load_state_dict_file", "remap_legacy_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,31 @@ def remap_legacy_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch
             key = pattern.sub(repl, key)
         out[key] = value
     return out
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """An input layer's weight ``(O, I, *kernel)`` trained on ``I`` channels, made ``(O, in_chans, *kernel)``.
+
+    To one channel the ``I`` filters are summed: exact for a grey image, which the checkpoint would have seen
+    as ``I`` equal channels. To more channels they are repeated cyclically and scaled by ``I / in_chans``,
+    which keeps the response's scale (and the response itself to equal channels when ``in_chans`` is a
+    multiple of ``I``). These are the rules timm's ``adapt_input_conv`` applies.
+    """
+    if weight.ndim < 3:
+        raise CheckpointError(
+            f"cannot adapt a weight of shape {tuple(weight.shape)} to {in_chans} input channels: only "
+            "convolution weights (out, in, *kernel) can be; give a checkpoint trained on as many channels"
+        )
+    have = weight.shape[1]
+    if have == in_chans:
+        return weight
+    w = weight.float()
+    if in_chans == 1:
+        out = w.sum(dim=1, keepdim=True)  # (O, I, k, k) -> (O, 1, k, k)
+    else:
+        repeats = -(-in_chans // have)  # ceil
+        out = w.repeat(1, repeats, *([1] * (w.ndim - 2)))[:, :in_chans] * (have / in_chans)
+    return out.to(weight.dtype)
 
 
 def torch_load_safely(path: str | Path, what: str, fix: str) -> Any:
@@ -98,7 +125,11 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(
-    model: nn.Module, path_or_state: str | Path | Mapping[str, torch.Tensor], strict: bool = True
+    model: nn.Module,
+    path_or_state: str | Path | Mapping[str, torch.Tensor],
+    strict: bool = True,
+    *,
+    input_keys: Collection[str] = (),
 ) -> nn.Module:
     """Load a checkpoint into ``model`` after mapping legacy key names; returns the model.
 
@@ -108,12 +139,21 @@ def load_pretrained(
     first differing key. On a shape mismatch the tensors that did fit may already have been copied. Extra
     auxiliary-head keys (``aux1.*``, ``aux2.*``) are ignored when the model has no auxiliary heads, as
     torchvision's GoogLeNet does.
+
+    ``input_keys`` name the weights whose second dimension is the model's ``in_chans`` (the first
+    convolution's); a checkpoint trained on another number of channels is adapted there by
+    :func:`adapt_input_conv`.
     """
     state = (
         load_state_dict_file(path_or_state) if isinstance(path_or_state, (str, Path)) else dict(path_or_state)
     )
     state = remap_legacy_keys(state)
     own = model.state_dict()
+    for k in input_keys:
+        if k in state and k in own and state[k].shape[1:2] != own[k].shape[1:2]:
+            if state[k].shape[:1] + state[k].shape[2:] == own[k].shape[:1] + own[k].shape[2:]:
+                log.info("adapting %s from %d to %d input channels", k, state[k].shape[1], own[k].shape[1])
+                state[k] = adapt_input_conv(state[k], own[k].shape[1])
     if not any(k.startswith(("aux1.", "aux2.")) for k in own):
         state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]

@@ -94,6 +94,11 @@ class TrainConfig:
     log_every: int = 50
     preset: str | None = None  # "fast" or "accurate": see PRESETS
 
+    # Fine-tuning (usually with --pretrained). The head is what the model's reset_classifier replaces.
+    freeze_backbone: bool = False  # train the head only (frozen BatchNorm layers keep their statistics)
+    unfreeze_after: int | None = None  # with freeze_backbone: train everything from this epoch on
+    head_lr_mult: float = 1.0  # the head learns at lr * head_lr_mult (discriminative learning rates)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -351,6 +356,8 @@ RANGES: dict[str, Range] = {
     "val_fraction": Range(0, 0.9),
     "max_steps": Range(1),
     "log_every": Range(0),  # 0: only the per-epoch line
+    "unfreeze_after": Range(1),  # epochs trained with the backbone frozen
+    "head_lr_mult": Range(0, lo_open=True),
 }
 # Settings with a few allowed values.
 CHOICES: dict[str, tuple[int, ...]] = {"channels": (1, 3)}  # grey or RGB
@@ -367,6 +374,8 @@ def problems(cfg: TrainConfig) -> list[str]:
     for name, choices in CHOICES.items():
         if (value := getattr(cfg, name)) is not None and value not in choices:
             found.append(f"{name} must be one of {', '.join(map(str, choices))}, got {_show(value)}")
+    if cfg.unfreeze_after is not None and not cfg.freeze_backbone:
+        found.append("unfreeze_after needs freeze_backbone: add --freeze-backbone or drop --unfreeze-after")
     if not found and cfg.epochs is not None and cfg.warmup_epochs > cfg.epochs:
         found.append(f"warmup_epochs must not exceed epochs ({cfg.warmup_epochs:g} > {cfg.epochs:g})")
     return found

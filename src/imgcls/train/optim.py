@@ -9,33 +9,57 @@ Schedules are per optimizer step, so they are exact for fractional epochs and sh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.train.config import TrainConfig
+from imgcls.train.finetune import head_parameter_names
 
 __all__ = ["build_optimizer", "build_schedule", "lr_factor"]
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
-    decay, no_decay = [], []
-    for p in model.parameters():
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    decay_norm_and_bias: bool,
+    head: Collection[str] = (),
+    head_lr: float | None = None,
+) -> list[dict]:
+    """Parameters split by weight decay; with ``head_lr``, the ``head`` parameters (names) get their own lr.
+
+    The backbone's groups come first, so ``param_groups[0]["lr"]`` is the base learning rate.
+    """
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 or decay_norm_and_bias else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+        in_head = head_lr is not None and name in head
+        decays = p.ndim >= 2 or decay_norm_and_bias
+        groups.setdefault((in_head, decays), []).append(p)
+    out = []
+    for in_head in (False, True):
+        for decays in (True, False):
+            if params := groups.get((in_head, decays)):
+                group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+                if in_head:
+                    group["lr"] = head_lr
+                out.append(group)
+    return out or [{"params": [], "weight_decay": weight_decay}]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``model``'s trainable parameters; with ``cfg.head_lr_mult`` != 1 the head (what
+    ``reset_classifier`` replaces) learns at ``lr * head_lr_mult``: discriminative learning rates."""
     if cfg.lr is None:
         raise ConfigError("lr is automatic (None) until the data is known: fill it with auto_settings first")
-    groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    head: set[str] = set()
+    head_lr = None
+    if cfg.head_lr_mult != 1:
+        head, head_lr = head_parameter_names(model), cfg.lr * cfg.head_lr_mult
+    groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, head, head_lr)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0

@@ -32,6 +32,7 @@ from torch import nn
 
 import imgcls
 from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader
+from imgcls.data.info import DatasetInfo, adapt_info
 from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError
 from imgcls.evaluate import EvalResult, evaluate
 from imgcls.models import create_model, get_model_spec, load_pretrained
@@ -48,6 +49,7 @@ from imgcls.train.config import (
     validate,
 )
 from imgcls.train.ema import ModelEma
+from imgcls.train.finetune import head_module_names, set_backbone_frozen
 from imgcls.train.optim import build_optimizer, build_schedule
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 from imgcls.utils.files import atomic_path, atomic_write_text, remove_stale_temporaries
@@ -110,15 +112,50 @@ def _resume_config(cfg: TrainConfig) -> TrainConfig:
     return replace(saved, resume=str(run_dir), **changes)
 
 
-def _classifier_keys(name: str, num_classes: int, in_chans: int, image_size: int, kwargs: dict) -> set[str]:
-    """Keys whose shape depends on num_classes: built twice on the meta device (free) and compared."""
+def _keys_varying_with(
+    arg: str, name: str, num_classes: int, in_chans: int, image_size: int, kwargs: dict
+) -> set[str]:
+    """Keys whose shape depends on ``arg`` (num_classes or in_chans): built twice on the meta device (free)
+    with ``arg`` one apart, and compared."""
+    args = {"num_classes": num_classes, "in_chans": in_chans}
     with torch.device("meta"):
-        a = create_model(name, num_classes=num_classes, in_chans=in_chans, image_size=image_size, **kwargs)
-        b = create_model(
-            name, num_classes=num_classes + 1, in_chans=in_chans, image_size=image_size, **kwargs
-        )
+        a = create_model(name, image_size=image_size, **args, **kwargs)
+        b = create_model(name, image_size=image_size, **(args | {arg: args[arg] + 1}), **kwargs)
     sa, sb = a.state_dict(), b.state_dict()
     return {k for k in sa if k in sb and sa[k].shape != sb[k].shape}
+
+
+def _classifier_keys(name: str, num_classes: int, in_chans: int, image_size: int, kwargs: dict) -> set[str]:
+    """Keys whose shape depends on num_classes: the classifier a fine-tuning run replaces."""
+    return _keys_varying_with("num_classes", name, num_classes, in_chans, image_size, kwargs)
+
+
+def _input_keys(name: str, num_classes: int, in_chans: int, image_size: int, kwargs: dict) -> set[str]:
+    """Keys whose shape depends on in_chans: the input layer a checkpoint of other channels is adapted in."""
+    return _keys_varying_with("in_chans", name, num_classes, in_chans, image_size, kwargs)
+
+
+def _unfilled_keys(
+    state: dict[str, torch.Tensor], name: str, num_classes: int, in_chans: int, image_size: int, kwargs: dict
+) -> list[str]:
+    """Keys of the model so built that ``state`` cannot fill: missing, or of another shape, leaving aside the
+    classifier (replaced) and the input channels of the input layer (adapted)."""
+    with torch.device("meta"):
+        own = create_model(
+            name, num_classes=num_classes, in_chans=in_chans, image_size=image_size, **kwargs
+        ).state_dict()
+    head = _classifier_keys(name, num_classes, in_chans, image_size, kwargs)
+    inputs = _input_keys(name, num_classes, in_chans, image_size, kwargs)
+    unfilled = []
+    for k, v in own.items():
+        if k in head or k.endswith("num_batches_tracked"):
+            continue
+        have = state[k].shape if k in state else None
+        if have is not None and k in inputs and len(have) == v.ndim > 2:
+            have = have[:1] + v.shape[1:2] + have[2:]  # the channel dimension is adapted
+        if have != v.shape:
+            unfilled.append(k)
+    return unfilled
 
 
 class _Trainer:
@@ -243,6 +280,11 @@ class _Trainer:
         )
 
     def _build_model(self) -> None:
+        saved_info = ckpt.read_model_info(Path(self.cfg.resume)) if self.cfg.resume else None
+        if saved_info is not None:  # normalise as the run was trained (a checkpoint's statistics, perhaps)
+            self._set_normalization(saved_info["mean"], saved_info["std"], "the run's saved")
+        elif self.cfg.pretrained:
+            self._read_pretrained()
         cfg, info = self.cfg, self.info
         image_size = info.image_size[0]
         spec = get_model_spec(cfg.model)
@@ -261,12 +303,15 @@ class _Trainer:
             "imgcls_version": imgcls.__version__,
         }
         model = ckpt.build_model_from_info(self.model_info)
-        if cfg.resume:
-            ckpt.check_model_config(model, ckpt.read_model_info(Path(cfg.resume)), Path(cfg.resume))
+        if saved_info is not None:
+            ckpt.check_model_config(model, saved_info, Path(cfg.resume))  # type: ignore[arg-type]
         if (model_cfg := ckpt.model_config(model)) is not None:
             self.model_info["model_config"] = model_cfg
         if cfg.pretrained and not cfg.resume:
             self._load_pretrained(model, image_size)
+        # The head (what reset_classifier replaces) trains alone while the backbone is frozen.
+        self.head = head_module_names(model) if cfg.freeze_backbone else set()
+        self._backbone_frozen: bool | None = None
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -275,23 +320,115 @@ class _Trainer:
         # torch.compile trades a start-up compile for faster steps; the uncompiled module is what we save.
         self.step_model = torch.compile(model) if cfg.compile else model
 
-    def _load_pretrained(self, model: nn.Module, image_size: int) -> None:
+    def _read_pretrained(self) -> None:
+        """Read ``--pretrained`` once: its weights, the stem they fit, and the normalisation a run carries."""
         cfg = self.cfg
         path = Path(cfg.pretrained)  # type: ignore[arg-type]
+        run_dir = None
         if path.is_dir():  # an imgcls run directory
+            run_dir = path
             path = path / (ckpt.WEIGHTS_BEST if (path / ckpt.WEIGHTS_BEST).is_file() else ckpt.WEIGHTS_LAST)
-        state = remap_legacy_keys(load_state_dict_file(path))
-        own = model.state_dict()
-        head = _classifier_keys(
-            cfg.model, self.info.num_classes, self.info.channels, image_size, cfg.model_kwargs
+        elif (path.parent / ckpt.MODEL_INFO).is_file():  # a weights file inside one
+            run_dir = path.parent
+        self.pretrained_path = path
+        self.pretrained_state = remap_legacy_keys(load_state_dict_file(path))
+        if run_dir is not None:
+            saved = ckpt.read_model_info(run_dir)
+            self._set_normalization(saved["mean"], saved["std"], f"the checkpoint's ({run_dir})")
+        self._fit_stem()
+
+    def _fit_stem(self) -> None:
+        """Use the stem the checkpoint has: the native one on small images too, or the small-input one on
+        large images, when the other one's weights do not fit it. The choice is saved in ``model_kwargs``."""
+        cfg, info = self.cfg, self.info
+        spec = get_model_spec(cfg.model)
+        if spec.small_input_kwargs is None or "small_input" in cfg.model_kwargs:
+            return  # one stem only, or the user chose
+        size, args = info.image_size[0], (info.num_classes, info.channels, info.image_size[0])
+        default = size <= 64  # create_model's rule
+        state = self.pretrained_state
+        if not _unfilled_keys(state, cfg.model, *args, cfg.model_kwargs | {"small_input": default}):
+            return
+        other = cfg.model_kwargs | {"small_input": not default}
+        if _unfilled_keys(state, cfg.model, *args, other):
+            return  # neither fits: loading names the first difference
+        log.info(
+            "the checkpoint has %s's %s stem: using it on %d px images%s",
+            cfg.model,
+            "native" if default else "small-input",
+            size,
+            "" if not default else f" (--image-size {spec.input_size[-1]} would upsample them to its size)",
         )
+        self.cfg = replace(cfg, model_kwargs=other)
+
+    def _set_normalization(self, mean: list[float], std: list[float], source: str) -> None:
+        """Normalise the data with ``mean`` and ``std`` (converted to the data's channels) from now on."""
+        info = self.info
+        if len(mean) != info.channels:
+            if {len(mean), info.channels} != {1, 3}:
+                log.info(
+                    "%s normalisation has %d channels, the data %d: keeping the data's",
+                    source,
+                    len(mean),
+                    info.channels,
+                )
+                return
+            stats = DatasetInfo(info.name, info.classes, len(mean), info.image_size, tuple(mean), tuple(std))
+            adapted = adapt_info(
+                stats, channels=info.channels
+            )  # RGB -> grey: luma weights; grey -> RGB: repeat
+            mean, std = list(adapted.mean), list(adapted.std)
+        if (tuple(mean), tuple(std)) == (info.mean, info.std):
+            return
+        log.info(
+            "normalising with %s mean %s and std %s (the data's own: %s, %s)",
+            source,
+            mean,
+            std,
+            info.mean,
+            info.std,
+        )
+        self.info = replace(info, mean=tuple(mean), std=tuple(std))
+        for loader in (self.train_loader, self.val_loader, self.test_loader):
+            if loader is not None:
+                loader.set_normalization(self.info)
+
+    def _load_pretrained(self, model: nn.Module, image_size: int) -> None:
+        cfg, info = self.cfg, self.info
+        state = dict(self.pretrained_state)
+        own = model.state_dict()
+        args = (cfg.model, info.num_classes, info.channels, image_size, cfg.model_kwargs)
+        head = _classifier_keys(*args)
         mismatched = {k for k in head if k in state and state[k].shape != own[k].shape}
         if mismatched:
             # Fine-tuning to another class count: keep the new, freshly initialised classifier.
             log.info("pretrained classifier has another class count: replacing %d tensors", len(mismatched))
             state = {k: v for k, v in state.items() if k not in mismatched}
             state.update({k: own[k] for k in mismatched})
-        load_pretrained(model, state)
+        try:
+            load_pretrained(model, state, input_keys=_input_keys(*args))
+        except CheckpointError as e:
+            spec = get_model_spec(cfg.model)
+            stems = " with either of its stems" if spec.small_input_kwargs is not None else ""
+            raise CheckpointError(
+                f"--pretrained '{self.pretrained_path}' does not fit {cfg.model}{stems}: {e}"
+            ) from None
+        del self.pretrained_state  # the model holds the weights now
+
+    def _freeze_for(self, epoch: int) -> None:
+        """Freeze the backbone in the epochs before ``unfreeze_after`` (all of them without it); a pure
+        function of the epoch, so a resumed run freezes as the uninterrupted one did."""
+        cfg = self.cfg
+        frozen = cfg.unfreeze_after is None or epoch < cfg.unfreeze_after
+        n = set_backbone_frozen(self.model, self.head, frozen)
+        if frozen != self._backbone_frozen:
+            if frozen:
+                log.info(
+                    "training the head (%s) only: %d backbone tensors frozen", ", ".join(sorted(self.head)), n
+                )
+            else:
+                log.info("epoch %d: the backbone is unfrozen, every parameter trains", epoch + 1)
+            self._backbone_frozen = frozen
 
     # ---------------------------------------------------------------------------------------------- the run
     def _claim_run_dir(self) -> tuple[Path, ckpt.RunClaim]:
@@ -500,6 +637,8 @@ class _Trainer:
 
         cfg, model, opt = self.cfg, self.step_model, self.optimizer
         model.train()
+        if cfg.freeze_backbone:
+            self._freeze_for(epoch)
         self.train_loader.set_epoch(epoch)
         accum = cfg.accum_steps
         loss_sum = torch.zeros((), device=self.device)
