@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from imgcls.data.folder import BadImagesError
 from imgcls.errors import DataError
 from imgcls.predict import predict
 from imgcls.train.checkpoint import LoadedRun
@@ -136,3 +137,20 @@ def test_bad_in_memory_inputs_are_refused_with_the_fix(bad: object, message: str
 def test_a_missing_file_is_still_named() -> None:
     with pytest.raises(DataError, match="'no/such.png' does not exist"):
         predict(make_run(1), "no/such.png", device="cpu")
+
+
+def test_unreadable_files_are_all_named_or_skipped(rgb, tmp_path: Path) -> None:
+    path, _ = rgb
+    bad = [tmp_path / f"bad{i}.png" for i in range(3)]
+    for p in bad:
+        p.write_bytes(b"\x89PNG truncated")
+    inputs = [bad[0], path, bad[1], path, bad[2]]
+    with pytest.raises(BadImagesError) as err:
+        predict(make_run(3), inputs, batch_size=2, device="cpu")
+    assert (
+        err.value.files == bad
+        and all(str(p) in str(err.value) for p in bad)
+        and "--skip-bad" in str(err.value)
+    )
+    preds = predict(make_run(3), inputs, batch_size=2, device="cpu", skip_bad=True)
+    assert [p.input for p in preds] == [str(path), str(path)]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgcls.data.folder import READ_ERRORS, decode_image, image_extensions, image_to_array
+from imgcls.data.folder import READ_ERRORS, BadImagesError, decode_image, image_extensions, image_to_array
 from imgcls.errors import ConfigError, DataError
 from imgcls.evaluate import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
@@ -218,12 +218,14 @@ def predict(
     tta_flip: bool | None = None,
     which: str = "best",
     batch_size: int = 64,
+    skip_bad: bool = False,
 ) -> list[Prediction]:
     """Classify images: files, folders (searched recursively), Pillow images, tensors or numpy arrays.
 
     ``inputs`` is one of those or a sequence of them; the layouts and value ranges accepted are in the module
     docstring. Each image is converted to the run's channels and size and normalised as in training; the result
-    holds one :class:`Prediction` per image, in input order, naming its input.
+    holds one :class:`Prediction` per image, in input order, naming its input. Every file is tried: unreadable
+    ones raise one :class:`BadImagesError` naming them, or with ``skip_bad`` are left out (and logged).
     """
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}: pass -k 1 or more")
@@ -240,15 +242,28 @@ def predict(
     if not images:
         raise DataError("no images to classify: give image files, folders, Pillow images, tensors or arrays")
     out: list[Prediction] = []
+    bad: list[tuple[Path, str]] = []
     for i in range(0, len(images), batch_size):
-        chunk = images[i : i + batch_size]
-        arrays = [
-            _pil_to_array(src, channels, size, label)
-            if isinstance(src, Image.Image)
-            else decode_image(src, channels, size)
-            for label, src in chunk
-        ]
-        tops = predictor.top(predictor.probabilities(arrays), top_k)
-        for (label, _), top in zip(chunk, tops):
+        read: list[tuple[str, np.ndarray]] = []
+        for label, src in images[i : i + batch_size]:
+            if isinstance(src, Image.Image):
+                read.append((label, _pil_to_array(src, channels, size, label)))
+                continue
+            try:
+                read.append((label, decode_image(src, channels, size)))
+            except DataError as e:
+                bad.append((src, str(e)))
+        if not read or (bad and not skip_bad):
+            continue  # the rest is still read, so that one error names every bad file
+        tops = predictor.top(predictor.probabilities([a for _, a in read]), top_k)
+        for (label, _), top in zip(read, tops):
             out.append(Prediction(label, [(classes[j], q) for j, q in top]))
+    if bad and not skip_bad:
+        raise BadImagesError([p for p, _ in bad], [r for _, r in bad])
+    if bad:
+        log.warning(
+            "skipped %d unreadable image(s) (--skip-bad): %s",
+            len(bad),
+            ", ".join(str(p) for p, _ in bad[:20]),
+        )
     return out

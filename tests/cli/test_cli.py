@@ -191,3 +191,35 @@ def test_corrupt_image_and_mismatched_checkpoint(trained_run: Path, tmp_path: Pa
 def test_no_arguments_shows_help(capsys) -> None:
     code, out, _ = run_cli(capsys)
     assert code == 0 and "train" in out and "predict" in out
+
+
+def test_skip_bad_on_train_eval_and_predict(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from tests.conftest import pattern_images
+
+    x, y = pattern_images(60, 2, 12, 1, 0)
+    for i, (img, label) in enumerate(zip(x, y)):
+        (tmp_path / "data" / "ab"[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0]).save(tmp_path / "data" / "ab"[label] / f"{i}.png")
+    truncated = tmp_path / "data" / "a" / "truncated.jpg"
+    Image.fromarray(x[0, 0]).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    base = ["train", "--dataset", f"folder:{tmp_path / 'data'}", "--out-dir", str(tmp_path / "runs")]
+    base += ["--max-steps", "2", "--no-progress", "--val-fraction", "0"]
+    code, _, err = run_cli(capsys, *base, "--name", "strict")
+    assert code == 2 and "1 unreadable image(s)" in err and "truncated.jpg" in err and "--skip-bad" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, *base, "--name", "lenient", "--skip-bad")
+    run = tmp_path / "runs" / "lenient"
+    assert code == 0 and (run / "skipped.txt").read_text() == f"{truncated}\n"
+    code, out, _ = run_cli(
+        capsys, "eval", str(run), "--dataset", f"folder:{tmp_path / 'data'}", "--split", "all"
+    )
+    assert code == 2
+    code, out, _ = run_cli(capsys, "eval", str(run), "--split", "all", "--skip-bad", "--json")
+    assert code == 0 and json.loads(out)["n"] == 60
+    folder_a = str(tmp_path / "data" / "a")
+    assert run_cli(capsys, "predict", str(run), folder_a, "--json")[0] == 2
+    code, out, _ = run_cli(capsys, "predict", str(run), folder_a, "--skip-bad", "--json")
+    assert code == 0 and len(json.loads(out)) == sum(1 for v in y if v == 0)

@@ -25,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out unreadable images (named on stderr) instead of stopping",
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fmt.add_argument(
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         tta_flip=args.tta_flip,
         which=args.weights,
         batch_size=args.batch_size,
+        skip_bad=args.skip_bad,
     )
     if args.json:
         print(dumps_json([p.to_dict() for p in preds]))
