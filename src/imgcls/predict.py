@@ -21,7 +21,7 @@ in-memory inputs, ``N`` counting the images of that kind from 0 in the order giv
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,37 @@ def _pil_to_array(img: Image.Image, channels: int, size: tuple[int, int], name: 
         raise DataError(f"cannot read {name}: {reason}") from None
 
 
+Logits = Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, C, H, W) at the run's size -> logits (B, K)
+
+
+def _torch_model(
+    run: str | Path | LoadedRun, device: str, which: str, tta_flip: bool | None
+) -> tuple[dict[str, Any], list[str], Logits]:
+    """The run's info, classes, and its logits as the run computes them (normalisation, flip TTA, autocast)."""
+    dev = resolve_device(device)
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, dev, which=which)
+    model, info = loaded.model.to(dev).eval(), loaded.info
+    mean = torch.tensor(info["mean"], device=dev).view(1, -1, 1, 1)
+    std = torch.tensor(info["std"], device=dev).view(1, -1, 1, 1)
+    flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
+    amp = resolve_amp("auto", dev)
+
+    def logits_of(pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.to(dev).float().div_(255).sub_(mean).div_(std)  # (B, C, H, W)
+        with autocast(dev, amp):
+            return predict_logits(model, x, flip)
+
+    return info, loaded.classes, logits_of
+
+
+def _onnx_model(path: Path, tta_flip: bool | None) -> tuple[dict[str, Any], list[str], Logits]:
+    """The same for an ONNX file written by ``imgcls export``: onnxruntime, fed as its metadata says."""
+    from imgcls.export.onnx import OnnxClassifier
+
+    clf = OnnxClassifier(path)
+    return clf.meta, clf.classes, lambda pixels: torch.from_numpy(clf.logits(pixels.numpy(), tta_flip))
+
+
 @torch.no_grad()
 def predict(
     run: str | Path | LoadedRun,
@@ -177,6 +208,9 @@ def predict(
 ) -> list[Prediction]:
     """Classify images: files, folders (searched recursively), Pillow images, tensors or numpy arrays.
 
+    ``run`` is a run directory, a weights file in one, a loaded run, or an ``.onnx`` file written by ``imgcls
+    export`` (run in onnxruntime, without torch model code; ``device`` and ``which`` do not apply to it).
+
     ``inputs`` is one of those or a sequence of them; the layouts and value ranges accepted are in the module
     docstring. Each image is converted to the run's channels and size and normalised as in training; the result
     holds one :class:`Prediction` per image, in input order, naming its input.
@@ -188,16 +222,12 @@ def predict(
     items: Sequence[ImageInput] = (
         [inputs] if isinstance(inputs, (str, Path, *_IN_MEMORY)) else list(inputs)  # type: ignore[arg-type]
     )
-    dev = resolve_device(device)
-    loaded = run if isinstance(run, LoadedRun) else load_run(run, dev, which=which)
-    model, info = loaded.model.to(dev).eval(), loaded.info
-    classes = loaded.classes
+    if isinstance(run, (str, Path)) and Path(run).suffix.lower() == ".onnx":
+        info, classes, logits_of = _onnx_model(Path(run), tta_flip)
+    else:
+        info, classes, logits_of = _torch_model(run, device, which, tta_flip)
     k = min(top_k, len(classes))
     size = (info["image_size"], info["image_size"])
-    mean = torch.tensor(info["mean"], device=dev).view(1, -1, 1, 1)
-    std = torch.tensor(info["std"], device=dev).view(1, -1, 1, 1)
-    flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
-    amp = resolve_amp("auto", dev)
     images = list(
         _expand(items)
     )  # files stay paths (decoded a batch at a time); in-memory inputs are checked
@@ -214,10 +244,7 @@ def predict(
             )
             for label, src in chunk
         ]
-        x = torch.stack(arrays).to(dev).float().div_(255).sub_(mean).div_(std)  # (B, C, H, W)
-        with autocast(dev, amp):
-            logits = predict_logits(model, x, flip)
-        probs = logits.float().softmax(1)
+        probs = logits_of(torch.stack(arrays)).float().softmax(1)  # uint8 (B, C, H, W) -> (B, K)
         p, idx = probs.topk(k, dim=1)
         for (label, _), pr, ix in zip(chunk, p.tolist(), idx.tolist()):
             out.append(Prediction(label, [(classes[j], q) for j, q in zip(ix, pr)]))
