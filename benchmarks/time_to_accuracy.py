@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import spread  # noqa: E402
@@ -59,7 +60,11 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--baseline", action="store_true", help="also run the fast recipe in plain fp32 (1 seed)")
     ap.add_argument("--out", default="benchmarks/results/time_to_accuracy.md")
+    ap.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings over the presets', e.g. epochs=8"
+    )
     args = ap.parse_args()
+    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     logging.basicConfig(level=logging.WARNING)
 
     machine = machine_report()
@@ -74,7 +79,7 @@ def main() -> None:
         "| GFLOP/s (share of matmul peak) | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    runs = [(p, {"preset": p}) for p in args.presets]
+    runs = [(p, {"preset": p} | extra) for p in args.presets]
     if args.baseline:
         runs.append(("fast, fp32 baseline", {"preset": "fast", "amp": "off", "channels_last": False}))
     raw = {}

@@ -38,6 +38,10 @@ class ConfigError(ImgclsError, ValueError):
     """A configuration value that is out of range or inconsistent."""
 
 
+class ExportError(ImgclsError):
+    """A model that cannot be exported, or whose exported form does not compute what the model computes."""
+
+
 class StorageError(ImgclsError):
     """A file or folder that cannot be written or read: no space, a read-only disk, no permission."""
 

@@ -21,7 +21,7 @@ in-memory inputs, ``N`` counting the images of that kind from 0 in the order giv
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,8 +164,40 @@ def _pil_to_array(img: Image.Image, channels: int, size: tuple[int, int], name: 
         raise DataError(f"cannot read {name}: {reason}") from None
 
 
+Logits = Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, C, H, W) at the run's size -> logits (B, K)
+
+
+def _torch_model(
+    run: str | Path | LoadedRun, device: str, which: str, tta_flip: bool | None
+) -> tuple[dict[str, Any], list[str], Logits]:
+    """The run's info, classes, and its logits as the run computes them (normalisation, flip TTA, autocast)."""
+    dev = resolve_device(device)
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, dev, which=which)
+    model, info = loaded.model.to(dev).eval(), loaded.info
+    mean = torch.tensor(info["mean"], device=dev).view(1, -1, 1, 1)
+    std = torch.tensor(info["std"], device=dev).view(1, -1, 1, 1)
+    flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
+    amp = resolve_amp("auto", dev)
+
+    def logits_of(pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.to(dev).float().div_(255).sub_(mean).div_(std)  # (B, C, H, W)
+        with autocast(dev, amp):
+            return predict_logits(model, x, flip)
+
+    return info, loaded.classes, logits_of
+
+
+def _onnx_model(path: Path, tta_flip: bool | None) -> tuple[dict[str, Any], list[str], Logits]:
+    """The same for an ONNX file written by ``imgcls export``: onnxruntime, fed as its metadata says."""
+    from imgcls.export.onnx import OnnxClassifier
+
+    clf = OnnxClassifier(path)
+    return clf.meta, clf.classes, lambda pixels: torch.from_numpy(clf.logits(pixels.numpy(), tta_flip))
+
+
 class Predictor:
-    """A loaded run and its preprocessing: uint8 ``(C, H, W)`` images in, class probabilities out.
+    """A loaded run (or an exported ``.onnx`` file) and its preprocessing: uint8 ``(C, H, W)`` images in, class
+    probabilities out.
 
     What :func:`predict` and the server (``imgcls serve``) share, so both give the same probabilities for the
     same file: the same normalisation, autocast choice and test-time flip.
@@ -179,17 +211,12 @@ class Predictor:
         tta_flip: bool | None = None,
         which: str = "best",
     ) -> None:
-        self.device = resolve_device(device)
-        loaded = run if isinstance(run, LoadedRun) else load_run(run, self.device, which=which)
-        self.model = loaded.model.to(self.device).eval()
-        self.info = loaded.info
-        self.classes = loaded.classes
+        if isinstance(run, (str, Path)) and Path(run).suffix.lower() == ".onnx":
+            self.info, self.classes, self._logits = _onnx_model(Path(run), tta_flip)
+        else:
+            self.info, self.classes, self._logits = _torch_model(run, device, which, tta_flip)
         self.channels: int = self.info["in_chans"]
         self.size: tuple[int, int] = (self.info["image_size"], self.info["image_size"])  # (H, W)
-        self.mean = torch.tensor(self.info["mean"], device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(self.info["std"], device=self.device).view(1, -1, 1, 1)
-        self.flip: bool = self.info.get("tta_flip", False) if tta_flip is None else tta_flip
-        self.amp = resolve_amp("auto", self.device)
 
     @torch.no_grad()
     def probabilities(self, images: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
@@ -198,10 +225,7 @@ class Predictor:
         batch = (
             images if isinstance(images, torch.Tensor) else torch.stack([torch.from_numpy(a) for a in images])
         )
-        x = batch.to(self.device).float().div_(255).sub_(self.mean).div_(self.std)  # (B, C, H, W)
-        with autocast(self.device, self.amp):
-            logits = predict_logits(self.model, x, self.flip)
-        return logits.float().softmax(1).cpu()
+        return self._logits(batch).float().softmax(1).cpu()
 
     def top(self, probs: torch.Tensor, top_k: int) -> list[list[tuple[int, float]]]:
         """The ``top_k`` (class index, probability) of each row of ``probs``, most probable first."""
@@ -221,6 +245,9 @@ def predict(
     skip_bad: bool = False,
 ) -> list[Prediction]:
     """Classify images: files, folders (searched recursively), Pillow images, tensors or numpy arrays.
+
+    ``run`` is a run directory, a weights file in one, a loaded run, or an ``.onnx`` file written by ``imgcls
+    export`` (run in onnxruntime, without torch model code; ``device`` and ``which`` do not apply to it).
 
     ``inputs`` is one of those or a sequence of them; the layouts and value ranges accepted are in the module
     docstring. Each image is converted to the run's channels and size and normalised as in training; the result
@@ -266,4 +293,5 @@ def predict(
             len(bad),
             ", ".join(str(p) for p, _ in bad[:20]),
         )
+
     return out

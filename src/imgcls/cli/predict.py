@@ -1,5 +1,8 @@
 """``imgcls predict RUN FILES_OR_DIRS...``: the top-k classes of each image, as a table, JSON or CSV.
 
+``RUN`` may be an ``.onnx`` file written by ``imgcls export`` (or pass it as ``--onnx FILE``): it then runs in
+onnxruntime, without torch model code.
+
 CSV (``--csv``) has one row per top-k entry: ``input,rank,class,probability`` (rank from 1; an empty probability
 where the model gave a non-finite one). JSON never holds NaN: such a probability is ``null``.
 """
@@ -18,8 +21,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="classify image files", description="Classify image files with a trained run."
     )
-    p.add_argument("run", help="run directory (runs/NAME) or a .safetensors file inside one")
-    p.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument(
+        "run",
+        help="run directory (runs/NAME), a .safetensors file inside one, or an .onnx file from imgcls export",
+    )
+    p.add_argument("inputs", nargs="*", help="image files or folders (searched recursively)")
+    p.add_argument(
+        "--onnx",
+        default=None,
+        metavar="FILE",
+        help="classify with this ONNX file in onnxruntime (then RUN is an input)",
+    )
     p.add_argument("-k", "--top-k", type=int, default=5, help="classes per image (default: 5)")
     p.add_argument("--weights", default="best", choices=["best", "last"])
     p.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None)
@@ -39,12 +51,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from imgcls.errors import DataError
     from imgcls.predict import predict
     from imgcls.utils.files import dumps_json
 
+    model, inputs = (args.onnx, [args.run, *args.inputs]) if args.onnx else (args.run, args.inputs)
+    if not inputs:
+        raise DataError("no images to classify: give image files or folders after the run")
     preds = predict(
-        args.run,
-        args.inputs,
+        model,
+        inputs,
         top_k=args.top_k,
         device=args.device,
         tta_flip=args.tta_flip,
