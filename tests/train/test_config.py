@@ -77,9 +77,9 @@ def test_fast_preset_is_what_plain_train_runs_on_fashion_mnist() -> None:
 @pytest.mark.parametrize(
     ("n", "batch", "lr", "epochs"),
     [
-        (1_620, 32, 0.025, 50),  # 2,000 images less test and validation: 50 steps an epoch
-        (415, 16, 0.0125, 50),  # tiny: the smallest batch, still 25 steps
-        (10_000, 128, 0.1, 18),  # 78 steps an epoch, 7 x 25,600 / 10,000 = 17.9 epochs
+        (1_620, 32, 0.1, 30),  # 2,000 images less test and validation: 50 steps an epoch
+        (415, 16, 0.0707, 30),  # tiny: the smallest batch, still 25 steps
+        (10_000, 128, 0.2, 18),  # 78 steps an epoch, 7 x 25,600 / 10,000 = 17.9 epochs
         (25_600, 512, 0.4, 7),  # from here on, the fast preset's recipe
         (1_000_000, 512, 0.4, 7),
     ],
@@ -87,10 +87,10 @@ def test_fast_preset_is_what_plain_train_runs_on_fashion_mnist() -> None:
 def test_auto_settings_keep_steps_per_epoch_and_scale_lr(n: int, batch: int, lr: float, epochs: int) -> None:
     values = auto_settings(TrainConfig(), n)
     assert (values["batch_size"], values["epochs"]) == (batch, epochs)
-    assert values["lr"] == pytest.approx(lr)
+    assert values["lr"] == pytest.approx(lr, rel=1e-3)  # 0.4 x sqrt(batch / 512)
     assert n // batch >= min(50, n // 16)  # at least 50 optimizer steps an epoch where the data allows
     adamw = auto_settings(TrainConfig(optimizer="adamw"), n)["lr"]
-    assert adamw == pytest.approx(2e-3 * (batch / 512) ** 0.5)  # AdamW: by the square root of the batch
+    assert adamw == pytest.approx(2e-3 * (batch / 512) ** 0.5)  # AdamW: the same rule from its own 2e-3
 
 
 def test_explicit_settings_always_win_over_auto() -> None:

@@ -159,6 +159,8 @@ def _unfilled_keys(
 
 
 class _Trainer:
+    class_weight: torch.Tensor | None = None  # --class-weights auto: set once the data is loaded
+
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.resume:
             cfg = _resume_config(cfg)
