@@ -36,7 +36,7 @@ from imgcls.evaluate import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 
-__all__ = ["ImageInput", "Prediction", "collect_images", "predict"]
+__all__ = ["ImageInput", "Prediction", "collect_images", "load_images", "predict"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,29 @@ def _pil_to_array(img: Image.Image, channels: int, size: tuple[int, int], name: 
     except READ_ERRORS as e:  # a lazily loaded image whose file is truncated
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"cannot read {name}: {reason}") from None
+
+
+def load_images(
+    inputs: ImageInput | Sequence[ImageInput], in_chans: int, image_size: int
+) -> tuple[list[str], torch.Tensor]:
+    """The names of ``inputs`` and their pixels as :func:`predict` feeds them, before normalisation: uint8
+    (B, ``in_chans``, ``image_size``, ``image_size``), converted and resized as the run's training images."""
+    items: Sequence[ImageInput] = (
+        [inputs] if isinstance(inputs, (str, Path, *_IN_MEMORY)) else list(inputs)  # type: ignore[arg-type]
+    )
+    size = (image_size, image_size)
+    names, arrays = [], []
+    for label, src in _expand(items):
+        names.append(label)
+        arr = (
+            _pil_to_array(src, in_chans, size, label)
+            if isinstance(src, Image.Image)
+            else decode_image(src, in_chans, size)
+        )
+        arrays.append(torch.from_numpy(arr))
+    if not arrays:
+        raise DataError("no images: give image files, folders, Pillow images, tensors or arrays")
+    return names, torch.stack(arrays)
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ from imgcls.errors import ImgclsError, describe_os_error, os_errno
 log = logging.getLogger("imgcls")
 
 # Sub-command modules, in the order ``imgcls --help`` lists them.
-COMMANDS = ("train", "eval", "predict", "models", "baseline")
+COMMANDS = ("train", "eval", "predict", "explain", "models", "baseline")
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
@@ -47,6 +47,7 @@ EXIT_TERMINATED = 128 + 15  # SIGTERM
 OUTPUT_FLAGS = {
     "train": ("--out-dir", "out_dir"),
     "eval": ("--out", "out"),
+    "explain": ("--out", "out"),
     "baseline": ("--out-dir", "out_dir"),
 }
 

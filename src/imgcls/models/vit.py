@@ -387,6 +387,7 @@ for _name, _v in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="vit",
+            cam_layer=f"encoder.layers.encoder_layer_{_cfg.depth - 1}.ln_1",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_v.num_params,
