@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: RUN/explain)")
     p.add_argument("--top-k", type=int, default=4, help="feature maps the deconvnet projects per image")
     p.add_argument("--weights", default="best", choices=["best", "last"])
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
 

@@ -46,11 +46,11 @@ def occlusion(
 
     ``fill`` is in the model's (normalised) input space: 0 is the dataset's mean; a tensor (C,) gives one
     value per channel (``imgcls explain`` passes mid-grey, (0.5 - mean) / std). ``window`` defaults to a
-    quarter of the shorter side, ``stride`` to a quarter of the window (at least 1).
+    quarter of the shorter side, ``stride`` to half the window (at least 1).
     """
     B, C, H, W = images.shape
     window = window if window is not None else max(1, min(H, W) // 4)
-    stride = stride if stride is not None else max(1, window // 4)
+    stride = stride if stride is not None else max(1, window // 2)
     if not 1 <= window <= min(H, W):
         raise ConfigError(f"occlusion window {window} does not fit a {H}x{W} image: give 1..{min(H, W)}")
     if stride < 1:

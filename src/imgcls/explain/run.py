@@ -134,9 +134,10 @@ class _Explainer:
         return f"{self.model_name}: {what}"
 
     def heat(self, out: Path, method: str, maps: torch.Tensor, label: str, **kw: Any) -> list[Path]:
-        fig = render.heatmap_figure(
-            self.display, maps.cpu().numpy(), self.titles(), self.suptitle(label), **kw
-        )
+        titles = self.titles()
+        if "vmax" not in kw:  # a map scaled to its own range: say so where there is nothing to scale
+            titles = [t + (" - map all 0" if not m.any() else "") for t, m in zip(titles, maps)]
+        fig = render.heatmap_figure(self.display, maps.cpu().numpy(), titles, self.suptitle(label), **kw)
         return [
             render.save_png(fig, out / f"{method}.png"),
             _save_npy(out / f"{method}.npy", maps.cpu().numpy()),
@@ -254,13 +255,17 @@ class _Explainer:
 
 
 def _stack(tiles: list[np.ndarray]) -> np.ndarray:
-    """Tiles of one size (h, w, 1|3); grey tiles among colour ones become colour."""
+    """Tiles (h, w, 1|3) as one array (N, H, W, C): smaller ones enlarged to the largest by repeating pixels
+    (nearest neighbour, so a 10x10 map keeps its cells), grey ones repeated to colour where others are."""
     c = max(t.shape[-1] for t in tiles)
-    h = max(t.shape[0] for t in tiles)
-    w = max(t.shape[1] for t in tiles)
-    out = np.zeros((len(tiles), h, w, c))
+    H = max(t.shape[0] for t in tiles)
+    W = max(t.shape[1] for t in tiles)
+    out = np.zeros((len(tiles), H, W, c))
     for i, t in enumerate(tiles):
-        out[i, : t.shape[0], : t.shape[1]] = t if t.shape[-1] == c else np.repeat(t, c, -1)
+        rows = np.arange(H) * t.shape[0] // H  # nearest source row of each output row
+        cols = np.arange(W) * t.shape[1] // W
+        t = t[rows][:, cols]
+        out[i] = t if t.shape[-1] == c else np.repeat(t, c, -1)
     return out
 
 
@@ -286,7 +291,7 @@ def explain_run(
     target: str | int | None = None,
     out_dir: str | Path | None = None,
     which: str = "best",
-    device: str = "cpu",
+    device: str = "auto",
     top_k: int = 4,
 ) -> ExplainResult:
     """Explain a run's predictions on ``inputs`` with ``methods`` (names of :data:`METHODS`, or ``all``).
