@@ -11,6 +11,7 @@ import imgcls
 from imgcls.errors import ConfigError
 from imgcls.explain import attention_maps, class_attention, grad_cam, grad_cam_pp, window_attention
 from imgcls.explain.cam import layer_gradients
+from imgcls.explain.hooks import canonical_name, resolve_layer
 from imgcls.models.registry import get_model_spec, list_models
 
 
@@ -34,7 +35,7 @@ def test_every_family_declares_a_default_layer_that_exists() -> None:
             continue
         with torch.device("meta"):
             model = imgcls.create_model(name, num_classes=5, **dict(spec.test_kwargs))
-        assert spec.cam_layer in dict(model.named_modules()), (name, spec.cam_layer)
+        resolve_layer(model, spec.cam_layer)  # raises for a name the model does not have
 
 
 @pytest.mark.parametrize(
@@ -93,3 +94,13 @@ def test_swin_window_maps_sum_to_one_per_window() -> None:
     torch.testing.assert_close(per_window, torch.ones(2, 4, 4), atol=1e-5, rtol=0)
     with pytest.raises(ConfigError, match="per-window maps apply to swin"):
         window_attention(_model("vit_tiny_patch4_32", 3, 32), torch.randn(1, 3, 32, 32))
+
+
+def test_negative_index_layer_names_follow_the_depth() -> None:
+    shallow = imgcls.create_model("vit_tiny_patch4_32", num_classes=2, depth=2)
+    assert (
+        canonical_name(shallow, get_model_spec("vit_tiny_patch4_32").cam_layer)
+        == "encoder.layers.encoder_layer_1.ln_1"
+    )
+    with pytest.raises(ConfigError, match="unknown layer 'encoder.layers.-3'"):
+        resolve_layer(shallow, "encoder.layers.-3")

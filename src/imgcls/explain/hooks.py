@@ -36,22 +36,44 @@ def layer_names(model: nn.Module, depth: int = 2) -> list[str]:
     return [n for n, _ in model.named_modules() if n and n.count(".") < depth]
 
 
+def _walk(model: nn.Module, name: str) -> nn.Module | None:
+    """The module at a dotted path; a component may be a negative index among a container's children
+    (``encoder.layers.-1.ln_1``: the last block's, whatever the depth)."""
+    module = model
+    for part in name.split("."):
+        children = dict(module.named_children())
+        if part in children:
+            module = children[part]
+        elif part.lstrip("-").isdigit() and part.startswith("-") and -len(children) <= int(part):
+            module = list(children.values())[int(part)]
+        else:
+            return None
+    return module
+
+
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The sub-module called ``name`` (as ``named_modules()`` spells it); ConfigError listing valid names."""
+    """The sub-module called ``name`` (as ``named_modules()`` spells it; a component may be a negative index,
+    ``features.-1``); ConfigError listing valid names."""
     if not name:
         raise ConfigError(
             f"no layer given for {type(model).__name__}: name one of {', '.join(layer_names(model))}"
         )
-    modules = dict(model.named_modules())
-    if name in modules:
-        return modules[name]
+    found = _walk(model, name)
+    if found is not None:
+        return found
     shallow = layer_names(model)
-    close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.6)
+    close = difflib.get_close_matches(name, [n for n, _ in model.named_modules() if n], n=5, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ConfigError(
         f"unknown layer '{name}' in {type(model).__name__}: {hint}valid layers include {', '.join(shallow)} "
         "(any name of model.named_modules(); 'imgcls summary' lists them)"
     )
+
+
+def canonical_name(model: nn.Module, name: str) -> str:
+    """``name`` as ``named_modules()`` spells it (negative indices resolved)."""
+    module = resolve_layer(model, name)
+    return next(n for n, m in model.named_modules() if m is module)
 
 
 class Recorder:

@@ -24,7 +24,7 @@ from imgcls.explain.attention import attention_rollout, class_attention, window_
 from imgcls.explain.cam import grad_cam, grad_cam_pp
 from imgcls.explain.deconvnet import deconvnet, guided_backprop
 from imgcls.explain.features import feature_maps, first_layer_filters
-from imgcls.explain.hooks import resolve_layer
+from imgcls.explain.hooks import canonical_name
 from imgcls.explain.occlusion import occlusion
 from imgcls.models.registry import get_model_spec
 from imgcls.predict import ImageInput, load_images
@@ -316,8 +316,8 @@ def explain_run(
         )
     out = Path(out_dir) if out_dir is not None else Path(loaded.weights).parent / "explain"
     ex = _Explainer(loaded, names, pixels, layer, _resolve_class(target, loaded.classes), top_k, dev)
-    if layer is not None:
-        resolve_layer(ex.model, layer)  # an unknown name fails before any work, listing valid ones
+    if ex.layer is not None:  # an unknown name fails before any work, listing valid ones
+        ex.layer = canonical_name(ex.model, ex.layer)
     result = ExplainResult(out)
     for method in chosen:
         try:
