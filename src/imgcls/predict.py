@@ -36,7 +36,7 @@ from imgcls.evaluate import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 
-__all__ = ["ImageInput", "Prediction", "Predictor", "collect_images", "predict"]
+__all__ = ["ImageInput", "Prediction", "Predictor", "collect_images", "load_images", "predict"]
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,30 @@ class Predictor:
         return [list(zip(ix, pr)) for ix, pr in zip(idx.tolist(), p.tolist())]
 
 
+def load_images(
+    inputs: ImageInput | Sequence[ImageInput], in_chans: int, image_size: int
+) -> tuple[list[str], torch.Tensor]:
+    """The names of ``inputs`` and their pixels as :func:`predict` feeds them, before normalisation: uint8
+    (B, ``in_chans``, ``image_size``, ``image_size``), converted and resized as the run's training images."""
+    items: Sequence[ImageInput] = (
+        [inputs] if isinstance(inputs, (str, Path, *_IN_MEMORY)) else list(inputs)  # type: ignore[arg-type]
+    )
+    size = (image_size, image_size)
+    names, arrays = [], []
+    for label, src in _expand(items):
+        names.append(label)
+        arr = (
+            _pil_to_array(src, in_chans, size, label)
+            if isinstance(src, Image.Image)
+            else decode_image(src, in_chans, size)
+        )
+        arrays.append(torch.from_numpy(arr))
+    if not arrays:
+        raise DataError("no images: give image files, folders, Pillow images, tensors or arrays")
+    return names, torch.stack(arrays)
+
+
+@torch.no_grad()
 def predict(
     run: str | Path | LoadedRun,
     inputs: ImageInput | Sequence[ImageInput],

@@ -35,7 +35,18 @@ from imgcls.errors import ImgclsError, describe_os_error, os_errno
 log = logging.getLogger("imgcls")
 
 # Sub-command modules, in the order ``imgcls --help`` lists them.
-COMMANDS = ("train", "eval", "predict", "export", "quantize", "serve", "models", "summary", "baseline")
+COMMANDS = (
+    "train",
+    "eval",
+    "predict",
+    "explain",
+    "export",
+    "quantize",
+    "serve",
+    "models",
+    "summary",
+    "baseline",
+)
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
@@ -47,6 +58,7 @@ EXIT_TERMINATED = 128 + 15  # SIGTERM
 OUTPUT_FLAGS = {
     "train": ("--out-dir", "out_dir"),
     "eval": ("--out", "out"),
+    "explain": ("--out", "out"),
     "baseline": ("--out-dir", "out_dir"),
     "export": ("--out", "out"),
     "quantize": ("--out", "out"),

@@ -206,6 +206,7 @@ for _name, (_cfg, _size, _params, _source, _top1, _gmacs) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="alexnet",
+            cam_layer="features",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_params,

@@ -404,6 +404,7 @@ for _name, _v in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="coatnet",
+            cam_layer="stages",
             builder=_build,
             kwargs={"cfg": _v.cfg},
             num_params=_v.num_params,

@@ -334,6 +334,7 @@ for _name, _row in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="densenet",
+            cam_layer="features",
             builder=_build,
             kwargs={"cfg": _row.cfg},
             num_params=_row.num_params,

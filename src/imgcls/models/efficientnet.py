@@ -397,6 +397,7 @@ for _name, _row in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="efficientnet",
+            cam_layer="features",
             builder=_build,
             kwargs={"cfg": variant_config(_row)},
             num_params=_row.num_params,

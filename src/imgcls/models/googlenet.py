@@ -341,6 +341,7 @@ for _name, (_cfg, _params, _params_aux, _source, _top1, _gmacs) in VARIANTS.item
         ModelSpec(
             name=_name,
             family="googlenet",
+            cam_layer="inception5b",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_params,

@@ -290,6 +290,7 @@ for _name, (_cfg, _params, _top1, _source) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="lenet",
+            cam_layer="features.5",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_params,

@@ -104,6 +104,7 @@ for _name, (_cfg, _params, _sum, _top1) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="linear",
+            cam_layer=None,  # no spatial layer: Grad-CAM does not apply
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_params,

@@ -182,6 +182,7 @@ for _name, (_cfg, _ref) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="mobilenet",
+            cam_layer="features",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_ref.num_params,

@@ -183,6 +183,7 @@ for _name, (_cfg, _params, _source) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="preact_resnet",
+            cam_layer="act",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_params,

@@ -157,6 +157,7 @@ for _name, (_cfg, _params) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="quicknet",
+            cam_layer="stages",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_params,

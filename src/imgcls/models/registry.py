@@ -72,6 +72,10 @@ class ModelSpec:
             published.
         top1: reference ImageNet (or stated dataset) top-1 accuracy in percent, when published.
         tolerance: relative tolerance for ``forward_head(forward_features(x)) == forward(x)``.
+        cam_layer: the module name (as in ``named_modules()``; a negative index such as ``blocks.-1`` counts
+            from the end, whatever the depth) whose output Grad-CAM and feature maps use by default: the last
+            layer that still has a spatial layout and whose gradient reaches the logits (``imgcls.explain``);
+            None where the model has none (an MLP).
     """
 
     name: str
@@ -88,6 +92,7 @@ class ModelSpec:
     gmacs: float | None = None
     top1: float | None = None
     tolerance: float = 1e-5
+    cam_layer: str | None = None
 
     @property
     def smallest_input(self) -> tuple[int, int, int]:

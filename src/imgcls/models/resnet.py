@@ -379,6 +379,7 @@ for _name, (_cfg, _ref) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="resnet",
+            cam_layer="layer4",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_ref.num_params,

@@ -179,6 +179,7 @@ for _name, (_cfg, _params, _top1, _source) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="resnet_cifar",
+            cam_layer="stages",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_params,

@@ -210,6 +210,7 @@ for _name, (_cfg_row, _ref) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="shufflenet",
+            cam_layer="stages",
             builder=_build,
             kwargs={"cfg": _cfg_row},
             num_params=_ref.num_params,

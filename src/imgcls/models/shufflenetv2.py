@@ -200,6 +200,7 @@ for _name, (_cfg, _ref) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="shufflenetv2",
+            cam_layer="conv5",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_ref.num_params,

@@ -194,6 +194,7 @@ for _name, (_cfg, _ref) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="squeezenet",
+            cam_layer="features",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_ref.num_params,

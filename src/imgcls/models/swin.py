@@ -424,6 +424,7 @@ for _name, _v in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="swin",
+            cam_layer="features",
             builder=_build,
             kwargs={"cfg": _v.cfg},
             num_params=_v.num_params,

@@ -153,6 +153,7 @@ for _base, (_column, _depths) in _TABLE_1.items():
             ModelSpec(
                 name=_name,
                 family="vgg",
+                cam_layer="features",
                 builder=_build,
                 kwargs={"cfg": VGGConfig(depths=_depths, batch_norm=_bn)},
                 num_params=_params,

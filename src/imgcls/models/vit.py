@@ -387,6 +387,7 @@ for _name, _v in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="vit",
+            cam_layer="encoder.layers.-1.ln_1",  # the last block sees the patches; its output does not
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_v.num_params,

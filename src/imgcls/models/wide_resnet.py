@@ -259,6 +259,7 @@ for _name, _row in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="wide_resnet",
+            cam_layer="act",
             builder=_build,
             kwargs={"cfg": _row.cfg},
             num_params=_row.num_params,

@@ -89,6 +89,7 @@ for _name, (_cfg, _params, _source, _top1) in VARIANTS.items():
         ModelSpec(
             name=_name,
             family="zfnet",
+            cam_layer="features",
             builder=_build,
             kwargs={"cfg": _cfg},
             num_params=_params,

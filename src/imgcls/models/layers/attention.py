@@ -92,7 +92,12 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         m.keep_attn = True
     try:
         model.forward_features(x)  # type: ignore[operator]
-        return [m.last_attn for m in layers if m.last_attn is not None]
+        unused = [type(m).__name__ for m in layers if m.last_attn is None]
+        if unused:  # a map missing from the list would shift every later one: refuse instead
+            raise ValueError(
+                f"{len(unused)} attention layers ({unused[0]}, ...) kept no map in forward_features"
+            )
+        return [m.last_attn for m in layers]  # type: ignore[misc]
     finally:
         for m in layers:
             m.keep_attn, m.last_attn = False, None
