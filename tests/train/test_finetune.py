@@ -260,3 +260,27 @@ def test_cli_fine_tunes_with_the_new_flags(
     assert "freeze_backbone: true" in saved and "unfreeze_after: 1" in saved and "head_lr_mult: 10.0" in saved
     code, out, err = run_cli(capsys, "train", "--unfreeze-after", "1", "--out-dir", str(tmp_path))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--freeze-backbone" in err
+
+
+def test_a_runs_classifier_is_kept_reordered_or_replaced_by_class_name() -> None:
+    from imgcls.data.info import DatasetInfo
+
+    t = trainer_mod._Trainer.__new__(trainer_mod._Trainer)
+    t.info = DatasetInfo("folder:x", ("a", "b", "c"), 1, (8, 8), (0.5,), (0.5,))
+    weight, bias = torch.arange(6.0).view(3, 2), torch.tensor([0.0, 1.0, 2.0])
+    head = {"fc.weight", "fc.bias"}
+
+    def state() -> dict[str, torch.Tensor]:
+        return {"fc.weight": weight.clone(), "fc.bias": bias.clone(), "conv.weight": torch.ones(1)}
+
+    t.pretrained_classes = ["a", "b", "c"]
+    kept = state()
+    assert t._match_head_classes(kept, head) == set() and torch.equal(kept["fc.weight"], weight)
+    t.pretrained_classes = ["c", "a", "b"]  # the run's output 0 is "c": the data's "a" is its output 1
+    reordered = state()
+    assert t._match_head_classes(reordered, head) == set()
+    assert reordered["fc.bias"].tolist() == [1.0, 2.0, 0.0] and torch.equal(
+        reordered["fc.weight"][0], weight[1]
+    )
+    t.pretrained_classes = ["x", "y", "z"]  # another task with as many classes: a fresh classifier
+    assert t._match_head_classes(state(), head) == head

@@ -34,7 +34,7 @@ import imgcls
 from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader
 from imgcls.data.info import DatasetInfo, adapt_info
 from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError
-from imgcls.evaluate import EvalResult, evaluate
+from imgcls.evaluate import EvalResult, evaluate, match_classes
 from imgcls.models import create_model, get_model_spec, load_pretrained
 from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
 from imgcls.models.registry import AuxOutputs
@@ -334,8 +334,10 @@ class _Trainer:
             run_dir = path.parent
         self.pretrained_path = path
         self.pretrained_state = remap_legacy_keys(load_state_dict_file(path))
+        self.pretrained_classes = None
         if run_dir is not None:
             saved = ckpt.read_model_info(run_dir)
+            self.pretrained_classes = saved.get("classes")
             self._set_normalization(saved["mean"], saved["std"], f"the checkpoint's ({run_dir})")
         self._fit_stem()
 
@@ -402,6 +404,8 @@ class _Trainer:
         args = (cfg.model, info.num_classes, info.channels, image_size, cfg.model_kwargs)
         head = _classifier_keys(*args)
         mismatched = {k for k in head if k in state and state[k].shape != own[k].shape}
+        if not mismatched and self.pretrained_classes is not None:
+            mismatched = self._match_head_classes(state, head)
         if mismatched:
             # Fine-tuning to another class count: keep the new, freshly initialised classifier.
             log.info("pretrained classifier has another class count: replacing %d tensors", len(mismatched))
@@ -416,6 +420,30 @@ class _Trainer:
                 f"--pretrained '{self.pretrained_path}' does not fit {cfg.model}{stems}: {e}"
             ) from None
         del self.pretrained_state  # the model holds the weights now
+
+    def _match_head_classes(self, state: dict[str, torch.Tensor], head: set[str]) -> set[str]:
+        """A run's classifier for as many classes as the data: kept when its classes are the data's, by name
+        (rows reordered when the same names come in another order), else the head keys to replace: another
+        task with the same class count."""
+        classes, ours = list(self.pretrained_classes or []), list(self.info.classes)
+        try:
+            remap = match_classes(classes, ours, self.info.name)
+        except CheckpointError:
+            log.info(
+                "the pretrained run's classes (%s) are not the data's (%s): its classifier is replaced",
+                ", ".join(classes[:10]),
+                ", ".join(ours[:10]),
+            )
+            return {k for k in head if k in state}
+        if remap is not None:  # the data's class i is the run's output remap[i]
+            log.info(
+                "the pretrained run lists the data's classes in another order: its classifier is reordered"
+            )
+            index = torch.tensor(remap)
+            for k in head:
+                if k in state and state[k].shape[:1] == (len(ours),):
+                    state[k] = state[k][index]
+        return set()
 
     def _freeze_for(self, epoch: int) -> None:
         """Freeze the backbone in the epochs before ``unfreeze_after`` (all of them without it); a pure
