@@ -52,10 +52,10 @@ def runs(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
 
 @pytest.fixture(scope="module")
 def inputs(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Two grey images and one RGB image (converted to the run's one channel, as predict does)."""
+    """A grey image and an RGB one (converted to the run's one channel, as predict does)."""
     rgb = tmp_path_factory.mktemp("rgb") / "rgb.png"
-    Image.open(folder / "tl" / "0.png").convert("RGB").save(rgb)
-    return [str(folder / "tl" / "1.png"), str(folder / "br" / "1.png"), str(rgb)]
+    Image.open(folder / "br" / "1.png").convert("RGB").save(rgb)
+    return [str(folder / "tl" / "1.png"), str(rgb)]
 
 
 @pytest.mark.parametrize("model", ["lenet5_modern", "zfnet"])
@@ -73,10 +73,10 @@ def test_explain_writes_every_picture_and_same_bytes_twice(
     for name in files:
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     summary = json.loads((outs[0] / "explain.json").read_text())
-    assert summary["model"] == model and len(summary["images"]) == 3
+    assert summary["model"] == model and len(summary["images"]) == 2
     assert set(summary["skipped"]) == {"attention", "rollout"}
     cam = np.load(outs[0] / "gradcam.npy")
-    assert cam.shape == (3, 28, 28) and np.isfinite(cam).all()
+    assert cam.shape == (2, 28, 28) and np.isfinite(cam).all()
     for name in CNN_PICTURES:  # a real picture, not an empty canvas
         img = Image.open(outs[0] / f"{name}.png")
         assert img.width > 200 and img.height > 150

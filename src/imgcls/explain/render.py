@@ -20,7 +20,7 @@ from imgcls.utils.files import atomic_path
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["heatmap_figure", "save_png", "tile_figure", "to_display"]
+__all__ = ["heatmap_figure", "mosaic", "save_png", "tile_figure", "to_display"]
 
 
 def to_display(x: np.ndarray, symmetric: bool = False) -> np.ndarray:
@@ -94,6 +94,12 @@ def tile_figure(
     n = tiles.shape[0]
     cols = columns or min(n, max(1, math.ceil(math.sqrt(n))))
     rows = math.ceil(n / cols)
+    if titles is None:  # one image of all tiles: a figure with one axis draws fast however many tiles
+        fig = Figure(figsize=(max(4.5, cols * 0.6), max(2.0, rows * 0.6) + 0.6), layout="constrained")
+        ax = fig.subplots()
+        _show_image(ax, mosaic(tiles if tiles.ndim == 4 else tiles[..., None], cols))
+        fig.suptitle(suptitle, fontsize=10)
+        return fig
     size = 1.3 if titles is None else 1.8
     fig = Figure(figsize=(max(3.0, cols * size), rows * size + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -108,6 +114,20 @@ def tile_figure(
             ax.set_title(titles[i], fontsize=8)
     fig.suptitle(suptitle, fontsize=10)
     return fig
+
+
+def mosaic(tiles: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
+    """Tiles (N, h, w, C) in [0, 1] laid out ``columns`` to a row, as one RGB image (H, W, 3) with ``gap``
+    pixels of blue between them (a colour no grey tile has, so the tiles' edges stay visible)."""
+    n, h, w, c = tiles.shape
+    rows = math.ceil(n / columns)
+    out = np.empty((rows * (h + gap) - gap, columns * (w + gap) - gap, 3))
+    out[:] = (0.25, 0.45, 0.85)
+    rgb = tiles if c == 3 else np.repeat(tiles[..., :1], 3, -1)
+    for i in range(n):
+        r, q = divmod(i, columns)
+        out[r * (h + gap) : r * (h + gap) + h, q * (w + gap) : q * (w + gap) + w] = rgb[i]
+    return out
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
