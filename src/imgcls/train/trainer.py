@@ -641,6 +641,10 @@ class _Trainer:
             self._freeze_for(epoch)
         self.train_loader.set_epoch(epoch)
         accum = cfg.accum_steps
+        # Each epoch starts from clean gradients, and the batches past the last full group of accum_steps
+        # are not drawn: their gradients would never reach an optimizer step (nor leak into the next epoch's).
+        opt.zero_grad(set_to_none=True)
+        usable = len(self.train_loader) // accum * accum
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         n_images, n_batches = 0, 0
@@ -649,7 +653,7 @@ class _Trainer:
         use_bar = cfg.progress and _bar_displays(tqdm)
         log_every = 0 if use_bar else cfg.log_every
         bar = tqdm(
-            total=len(self.train_loader),
+            total=usable,
             desc=f"epoch {epoch + 1}/{num_epochs}",
             leave=False,
             disable=not use_bar,
@@ -659,6 +663,8 @@ class _Trainer:
         size = cfg.train_sizes[min(epoch, len(cfg.train_sizes) - 1)] if cfg.train_sizes else None
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.train_loader):
+            if i >= usable:
+                break
             if size is not None and size != x.shape[-1]:  # progressive resizing: a smaller early epoch
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             with autocast(self.device, self.amp_dtype):
