@@ -164,24 +164,41 @@ def _pil_to_array(img: Image.Image, channels: int, size: tuple[int, int], name: 
         raise DataError(f"cannot read {name}: {reason}") from None
 
 
+RunSource = str | Path | LoadedRun
+
+
 class Predictor:
     """A loaded run and its preprocessing: uint8 ``(C, H, W)`` images in, class probabilities out.
 
     What :func:`predict` and the server (``imgcls serve``) share, so both give the same probabilities for the
-    same file: the same normalisation, autocast choice and test-time flip.
+    same file: the same normalisation, autocast choice and test-time flip. Several runs make an ensemble
+    (:class:`imgcls.ensemble.Ensemble`, combined as ``combine`` says): images are read as the first run reads
+    them, and each member applies its own normalisation and test-time flip.
     """
 
     def __init__(
         self,
-        run: str | Path | LoadedRun,
+        run: RunSource | Sequence[RunSource],
         *,
         device: str = "auto",
         tta_flip: bool | None = None,
         which: str = "best",
+        combine: str = "mean-logits",
     ) -> None:
         self.device = resolve_device(device)
-        loaded = run if isinstance(run, LoadedRun) else load_run(run, self.device, which=which)
-        self.model = loaded.model.to(self.device).eval()
+        runs = list(run) if isinstance(run, (list, tuple)) else [run]
+        if len(runs) > 1:
+            from imgcls.ensemble import load_ensemble
+
+            self.model, members = load_ensemble(
+                runs, combine=combine, device=self.device, which=which, tta_flip=tta_flip
+            )
+            loaded, tta_flip = members[0], False  # each member flips (or not) itself
+        else:
+            loaded = (
+                runs[0] if isinstance(runs[0], LoadedRun) else load_run(runs[0], self.device, which=which)
+            )
+            self.model = loaded.model.to(self.device).eval()
         self.info = loaded.info
         self.classes = loaded.classes
         self.channels: int = self.info["in_chans"]
@@ -210,7 +227,7 @@ class Predictor:
 
 
 def predict(
-    run: str | Path | LoadedRun,
+    run: RunSource | Sequence[RunSource],
     inputs: ImageInput | Sequence[ImageInput],
     *,
     top_k: int = 5,
@@ -218,12 +235,14 @@ def predict(
     tta_flip: bool | None = None,
     which: str = "best",
     batch_size: int = 64,
+    combine: str = "mean-logits",
 ) -> list[Prediction]:
     """Classify images: files, folders (searched recursively), Pillow images, tensors or numpy arrays.
 
     ``inputs`` is one of those or a sequence of them; the layouts and value ranges accepted are in the module
     docstring. Each image is converted to the run's channels and size and normalised as in training; the result
-    holds one :class:`Prediction` per image, in input order, naming its input.
+    holds one :class:`Prediction` per image, in input order, naming its input. A list of several runs
+    predicts with their ensemble, combined as ``combine`` says (see :mod:`imgcls.ensemble`).
     """
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}: pass -k 1 or more")
@@ -232,7 +251,7 @@ def predict(
     items: Sequence[ImageInput] = (
         [inputs] if isinstance(inputs, (str, Path, *_IN_MEMORY)) else list(inputs)  # type: ignore[arg-type]
     )
-    predictor = Predictor(run, device=device, tta_flip=tta_flip, which=which)
+    predictor = Predictor(run, device=device, tta_flip=tta_flip, which=which, combine=combine)
     channels, size, classes = predictor.channels, predictor.size, predictor.classes
     images = list(
         _expand(items)

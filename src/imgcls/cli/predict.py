@@ -2,6 +2,9 @@
 
 CSV (``--csv``) has one row per top-k entry: ``input,rank,class,probability`` (rank from 1; an empty probability
 where the model gave a non-finite one). JSON never holds NaN: such a probability is ``null``.
+
+``imgcls predict RUN1 RUN2 ... FILES_OR_DIRS...``: the leading arguments that are runs (a directory holding a
+``model.json``, or a ``.safetensors`` file) predict together as an ensemble (``--combine``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import csv
 import math
 import sys
+from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
@@ -18,8 +22,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="classify image files", description="Classify image files with a trained run."
     )
-    p.add_argument("run", help="run directory (runs/NAME) or a .safetensors file inside one")
+    p.add_argument(
+        "run",
+        help="run directory (runs/NAME) or a .safetensors file inside one; more runs may follow (an ensemble)",
+    )
     p.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument(
+        "--combine",
+        default="mean-logits",
+        choices=["mean-logits", "mean-probs", "vote"],
+        help="how several runs combine (default: mean-logits)",
+    )
     p.add_argument("-k", "--top-k", type=int, default=5, help="classes per image (default: 5)")
     p.add_argument("--weights", default="best", choices=["best", "last"])
     p.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None)
@@ -37,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
     from imgcls.predict import predict
     from imgcls.utils.files import dumps_json
 
+    runs, inputs = [args.run], list(args.inputs)
+    while len(inputs) > 1 and _is_run(inputs[0]):  # RUN1 RUN2 ... FILES: the leading runs are an ensemble
+        runs.append(inputs.pop(0))
     preds = predict(
-        args.run,
-        args.inputs,
+        runs if len(runs) > 1 else runs[0],
+        inputs,
+        combine=args.combine,
         top_k=args.top_k,
         device=args.device,
         tta_flip=args.tta_flip,
@@ -61,3 +78,9 @@ def run(args: argparse.Namespace) -> int:
         for name, prob in p.top:
             print(f"  {100 * prob:6.2f}%  {name}")
     return 0
+
+
+def _is_run(arg: str) -> bool:
+    """Whether a command-line argument names a run (a directory with a model.json, or a .safetensors file)."""
+    p = Path(arg)
+    return (p.is_dir() and (p / "model.json").is_file()) or (p.suffix == ".safetensors" and p.is_file())
