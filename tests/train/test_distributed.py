@@ -139,3 +139,16 @@ def test_one_process_context_is_a_no_op() -> None:
     assert ctx.on_main(lambda: 42) == 42
     ctx.barrier()
     ctx.close()
+
+
+def test_a_run_restarted_by_torchrun_resumes_from_its_checkpoint(
+    data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    first = train(_cfg(data, tmp_path, "job", epochs=1))
+    with pytest.raises(ConfigError, match="already holds a run"):  # a second start of the same job, by hand
+        train(_cfg(data, tmp_path, "job", epochs=2))
+    monkeypatch.setenv(
+        "TORCHELASTIC_RESTART_COUNT", "1"
+    )  # what torchrun --max-restarts sets when it restarts
+    again = train(_cfg(data, tmp_path, "job", epochs=2))
+    assert again.run_dir == first.run_dir and again.steps == 24 and len(again.history) == 2

@@ -9,6 +9,10 @@ machine), not a process manager of our own.
 
 What each process does is in the trainer; this module holds the plumbing it needs: who is rank 0, sums over
 the processes, broadcasts, and a step that only rank 0 takes (writing files) whose failure every rank reports.
+
+A process that dies stops the job (torchrun stops the others; :func:`launch_training` raises its one-line
+message). With ``torchrun --max-restarts N``, a run given a ``--name`` is resumed from its last checkpoint
+when torchrun starts it again (``TORCHELASTIC_RESTART_COUNT`` > 0), with whatever number of processes.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ if TYPE_CHECKING:
     from imgcls.train.config import TrainConfig
     from imgcls.train.trainer import TrainResult
 
-__all__ = ["DistContext", "DistributedError", "in_launched_process", "launch_training", "setup"]
+__all__ = [
+    "DistContext",
+    "DistributedError",
+    "in_launched_process",
+    "launch_training",
+    "restart_count",
+    "setup",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,14 @@ class DistributedError(ImgclsError):
 def in_launched_process() -> bool:
     """Whether this process was started by torchrun (or :func:`launch_training`)."""
     return any(k in os.environ for k in _LAUNCHED_ENV)
+
+
+def restart_count() -> int:
+    """How many times torchrun restarted this job's processes (``--max-restarts``): 0 on the first start."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True)

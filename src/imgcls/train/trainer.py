@@ -176,6 +176,13 @@ def _unfilled_keys(
 
 class _Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
+        if not cfg.resume and cfg.name and distributed.restart_count() > 0:
+            run_dir = Path(cfg.out_dir) / cfg.name
+            if (run_dir / ckpt.STATE).is_file():  # torchrun --max-restarts started us again: carry on
+                log.warning(
+                    "restart %d: resuming %s from its last checkpoint", distributed.restart_count(), run_dir
+                )
+                cfg = replace(cfg, resume=str(run_dir))
         if cfg.resume:
             cfg = _resume_config(cfg)
         validate(cfg)
