@@ -200,6 +200,7 @@ class _Trainer:
         self.device = resolve_device(cfg.device)
         self.dist, self.device = distributed.setup(self.device)
         if cfg.sync_bn and self.device.type != "cuda":
+            self.dist.close()
             raise ConfigError(
                 "--sync-bn needs CUDA GPUs (NCCL): PyTorch's SyncBatchNorm does not run on CPUs; drop --sync-bn "
                 "(each process then normalises its own share of the batch)"
@@ -350,10 +351,8 @@ class _Trainer:
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        if cfg.sync_bn and self.dist.enabled:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(
-                model
-            )  # same parameter names: checkpoints unchanged
+        if cfg.sync_bn and self.dist.enabled:  # same parameter names: checkpoints unchanged
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
         self.ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
         self.step_model = self._step_model()
@@ -548,9 +547,8 @@ class _Trainer:
                     raise
                 return self.run_dir
 
-            self.run_dir = self.dist.on_main(
-                claim_and_prepare
-            )  # the other ranks learn its (timestamped) name
+            # rank 0 claims the directory; the other ranks learn its (perhaps timestamped) name
+            self.run_dir = self.dist.on_main(claim_and_prepare)
             try:
                 return self._run()
             finally:
