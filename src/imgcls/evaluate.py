@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ __all__ = [
     "CONFUSION_NORMALISED_PNG",
     "METRICS_JSON",
     "EvalResult",
+    "Tally",
     "class_metrics",
     "evaluate",
     "predict_logits",
@@ -223,6 +224,70 @@ def predict_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False) ->
     return logits
 
 
+class Tally:
+    """Running counts of an evaluation: feed it logits and labels batch by batch, read an :class:`EvalResult`.
+
+    The counts stay on the batches' device (no per-batch synchronisation); :func:`evaluate` and the ensemble's
+    one-pass evaluation (several models, one tally each) share it.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        self.loss_sum = torch.zeros((), dtype=torch.float64)
+        self.top5_hits = torch.zeros((), dtype=torch.long)
+        self.n = 0
+
+    def add(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Count a batch: ``logits`` (B, K), ``y`` int labels (B,)."""
+        k = self.num_classes
+        if self.n == 0:  # accumulate on the batches' device
+            dev = logits.device
+            self.confusion, self.loss_sum, self.top5_hits = (
+                self.confusion.to(dev),
+                self.loss_sum.to(dev),
+                self.top5_hits.to(dev),
+            )
+        logits = logits.float()
+        self.loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        pred = logits.argmax(1)
+        self.confusion += torch.bincount(y * k + pred, minlength=k**2).view(k, k)
+        self.top5_hits += (logits.topk(min(5, k), dim=1).indices == y[:, None]).any(1).sum()
+        self.n += y.numel()
+
+    def result(
+        self,
+        classes: Sequence[str] | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> EvalResult:
+        """The figures of what was counted; ``reduce`` first sums the counts over the processes of a
+        distributed run (see :func:`evaluate`)."""
+        k = self.num_classes
+        confusion, top5_hits, loss_sum, n = self.confusion, self.top5_hits, self.loss_sum, self.n
+        if reduce is not None:
+            extra = torch.tensor([n], device=confusion.device)
+            counts = reduce(torch.cat([confusion.flatten(), top5_hits.view(1), extra]))
+            confusion, top5_hits, n = counts[:-2].view(k, k), counts[-2], int(counts[-1])
+            loss_sum = reduce(loss_sum.view(1))[0]
+        if n == 0:
+            raise DataError("nothing to evaluate: the dataset is empty; give one that holds images")
+        conf = confusion.cpu()
+        correct = conf.diag()
+        support = conf.sum(1)
+        per_class = torch.where(
+            support > 0, correct.double() / support.clamp(min=1), torch.tensor(float("nan"))
+        )
+        return EvalResult(
+            n=n,
+            loss=float(loss_sum) / n,
+            top1=float(correct.sum()) / n,
+            top5=float(top5_hits) / n,
+            per_class=per_class.tolist(),
+            confusion=conf.tolist(),
+            classes=list(classes) if classes is not None else [str(i) for i in range(k)],
+        )
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -232,43 +297,20 @@ def evaluate(
     classes: Sequence[str] | None = None,
     amp_dtype: torch.dtype | None = None,
     tta_flip: bool = False,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EvalResult:
-    """Evaluate ``model`` (switched to eval mode) over ``batches`` of (images, int labels) already on its device."""
+    """Evaluate ``model`` (switched to eval mode) over ``batches`` of (images, int labels) already on its device.
+
+    ``reduce`` sums a tensor over the processes of a distributed run, each of which evaluated its own share
+    of the data: the counts are summed before any figure is computed, so every image counts once.
+    """
     model.eval()
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    top5_hits = torch.zeros((), dtype=torch.long)
-    n = 0
-    k = min(5, num_classes)
+    tally = Tally(num_classes)
     for x, y in batches:
-        device = x.device
-        if n == 0:  # accumulate on the batches' device: no per-batch synchronisation
-            confusion, loss_sum, top5_hits = confusion.to(device), loss_sum.to(device), top5_hits.to(device)
-        with autocast(device, amp_dtype):
+        with autocast(x.device, amp_dtype):
             logits = predict_logits(model, x, tta_flip)
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-        pred = logits.argmax(1)
-        confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(
-            num_classes, num_classes
-        )
-        top5_hits += (logits.topk(k, dim=1).indices == y[:, None]).any(1).sum()
-        n += y.numel()
-    if n == 0:
-        raise DataError("nothing to evaluate: the dataset is empty; give one that holds images")
-    conf = confusion.cpu()
-    correct = conf.diag()
-    support = conf.sum(1)
-    per_class = torch.where(support > 0, correct.double() / support.clamp(min=1), torch.tensor(float("nan")))
-    return EvalResult(
-        n=n,
-        loss=float(loss_sum) / n,
-        top1=float(correct.sum()) / n,
-        top5=float(top5_hits) / n,
-        per_class=per_class.tolist(),
-        confusion=conf.tolist(),
-        classes=list(classes) if classes is not None else [str(i) for i in range(num_classes)],
-    )
+        tally.add(logits, y)
+    return tally.result(classes, reduce)
 
 
 def save_confusion_png(
@@ -389,9 +431,8 @@ def evaluate_run(
     with the run's own statistics. The result's ``source`` names the run, weights, model, dataset and split;
     the report (see :meth:`EvalResult.save`) goes to ``out_dir`` (default ``RUN/eval-DATASET-SPLIT``).
     """
-    from dataclasses import replace
 
-    from imgcls.data import load_dataset, make_loader
+    from imgcls.data import make_loader
     from imgcls.train.checkpoint import load_run
     from imgcls.utils.device import resolve_amp, resolve_device
 
@@ -405,33 +446,7 @@ def evaluate_run(
     if not name:
         raise CheckpointError(f"'{run}' does not say which dataset it was trained on: pass --dataset")
     split = split or default_split(name, info.get("dataset"))
-    ds = load_dataset(
-        name,
-        split,
-        data_dir=data_dir,
-        image_size=info["image_size"],
-        channels=info["in_chans"],
-        val_fraction=_run_val_fraction(run_dir) if _same_dataset(name, info.get("dataset")) else 0.0,
-        skip_bad=skip_bad,
-    )
-    if info.get("classes") is None:  # a run from before class names were stored: counts are all there is
-        if ds.info.num_classes != info["num_classes"]:
-            raise CheckpointError(
-                f"the model has {info['num_classes']} classes but dataset '{name}' has {ds.info.num_classes}: "
-                "evaluate on a dataset with the same classes"
-            )
-        log.warning("'%s' stores no class names: the dataset's labels are taken in their own order", run_dir)
-        remap = None
-    else:
-        remap = match_classes(loaded.classes, ds.info.classes, name)
-    if remap is not None:
-        log.info(
-            "dataset '%s' lists the run's classes in another order: its labels are remapped by name", name
-        )
-        ds = _relabel(ds, remap)
-    ds.info = replace(
-        ds.info, mean=tuple(info["mean"]), std=tuple(info["std"]), classes=tuple(loaded.classes)
-    )
+    ds = eval_dataset(info, loaded.classes, run_dir, name, split, data_dir=data_dir, skip_bad=skip_bad)
     loader = make_loader(ds, batch_size, train=False, device=dev)
     flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
     result = evaluate(
@@ -455,6 +470,50 @@ def evaluate_run(
     if save:
         result.save(out)
     return result, out
+
+
+def eval_dataset(
+    info: dict[str, Any],
+    classes: Sequence[str],
+    run_dir: Path,
+    name: str,
+    split: str,
+    *,
+    data_dir: str | None = None,
+    skip_bad: bool = False,
+) -> Any:
+    """Dataset ``name``'s ``split`` as a run described by ``info`` (its model.json) sees it: converted to its
+    channels and size, labels matched to its ``classes`` by name, normalised with its statistics."""
+    from dataclasses import replace
+
+    from imgcls.data import load_dataset
+
+    ds = load_dataset(
+        name,
+        split,
+        data_dir=data_dir,
+        image_size=info["image_size"],
+        channels=info["in_chans"],
+        val_fraction=_run_val_fraction(run_dir) if _same_dataset(name, info.get("dataset")) else 0.0,
+        skip_bad=skip_bad,
+    )
+    if info.get("classes") is None:  # a run from before class names were stored: counts are all there is
+        if ds.info.num_classes != info["num_classes"]:
+            raise CheckpointError(
+                f"the model has {info['num_classes']} classes but dataset '{name}' has {ds.info.num_classes}: "
+                "evaluate on a dataset with the same classes"
+            )
+        log.warning("'%s' stores no class names: the dataset's labels are taken in their own order", run_dir)
+        remap = None
+    else:
+        remap = match_classes(classes, ds.info.classes, name)
+    if remap is not None:
+        log.info(
+            "dataset '%s' lists the run's classes in another order: its labels are remapped by name", name
+        )
+        ds = _relabel(ds, remap)
+    ds.info = replace(ds.info, mean=tuple(info["mean"]), std=tuple(info["std"]), classes=tuple(classes))
+    return ds
 
 
 def _relabel(ds: Any, remap: list[int]) -> Any:

@@ -165,18 +165,30 @@ def _pil_to_array(img: Image.Image, channels: int, size: tuple[int, int], name: 
 
 
 Logits = Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, C, H, W) at the run's size -> logits (B, K)
+RunSource = str | Path | LoadedRun
 
 
 def _torch_model(
-    run: str | Path | LoadedRun, device: str, which: str, tta_flip: bool | None
+    runs: list[RunSource], device: str, which: str, tta_flip: bool | None, combine: str
 ) -> tuple[dict[str, Any], list[str], Logits]:
-    """The run's info, classes, and its logits as the run computes them (normalisation, flip TTA, autocast)."""
+    """The run's info, classes, and its logits as the run computes them (normalisation, flip TTA, autocast).
+
+    Several runs make an ensemble (:class:`imgcls.ensemble.Ensemble`): images are read and normalised as the
+    first run reads them, and each member converts them to its own normalisation and flips (or not) itself.
+    """
     dev = resolve_device(device)
-    loaded = run if isinstance(run, LoadedRun) else load_run(run, dev, which=which)
-    model, info = loaded.model.to(dev).eval(), loaded.info
+    if len(runs) > 1:
+        from imgcls.ensemble import load_ensemble
+
+        model, members = load_ensemble(runs, combine=combine, device=dev, which=which, tta_flip=tta_flip)
+        loaded, flip = members[0], False
+    else:
+        loaded = runs[0] if isinstance(runs[0], LoadedRun) else load_run(runs[0], dev, which=which)
+        model = loaded.model.to(dev).eval()
+        flip = loaded.info.get("tta_flip", False) if tta_flip is None else tta_flip
+    info = loaded.info
     mean = torch.tensor(info["mean"], device=dev).view(1, -1, 1, 1)
     std = torch.tensor(info["std"], device=dev).view(1, -1, 1, 1)
-    flip = info.get("tta_flip", False) if tta_flip is None else tta_flip
     amp = resolve_amp("auto", dev)
 
     def logits_of(pixels: torch.Tensor) -> torch.Tensor:
@@ -200,21 +212,25 @@ class Predictor:
     probabilities out.
 
     What :func:`predict` and the server (``imgcls serve``) share, so both give the same probabilities for the
-    same file: the same normalisation, autocast choice and test-time flip.
+    same file: the same normalisation, autocast choice and test-time flip. Several runs make an ensemble
+    (:class:`imgcls.ensemble.Ensemble`, combined as ``combine`` says): images are read as the first run reads
+    them, and each member applies its own normalisation and test-time flip.
     """
 
     def __init__(
         self,
-        run: str | Path | LoadedRun,
+        run: RunSource | Sequence[RunSource],
         *,
         device: str = "auto",
         tta_flip: bool | None = None,
         which: str = "best",
+        combine: str = "mean-logits",
     ) -> None:
-        if isinstance(run, (str, Path)) and Path(run).suffix.lower() == ".onnx":
-            self.info, self.classes, self._logits = _onnx_model(Path(run), tta_flip)
+        runs = list(run) if isinstance(run, (list, tuple)) else [run]
+        if len(runs) == 1 and isinstance(runs[0], (str, Path)) and Path(runs[0]).suffix.lower() == ".onnx":
+            self.info, self.classes, self._logits = _onnx_model(Path(runs[0]), tta_flip)
         else:
-            self.info, self.classes, self._logits = _torch_model(run, device, which, tta_flip)
+            self.info, self.classes, self._logits = _torch_model(runs, device, which, tta_flip, combine)
         self.channels: int = self.info["in_chans"]
         self.size: tuple[int, int] = (self.info["image_size"], self.info["image_size"])  # (H, W)
 
@@ -258,7 +274,7 @@ def load_images(
 
 @torch.no_grad()
 def predict(
-    run: str | Path | LoadedRun,
+    run: RunSource | Sequence[RunSource],
     inputs: ImageInput | Sequence[ImageInput],
     *,
     top_k: int = 5,
@@ -267,6 +283,7 @@ def predict(
     which: str = "best",
     batch_size: int = 64,
     skip_bad: bool = False,
+    combine: str = "mean-logits",
 ) -> list[Prediction]:
     """Classify images: files, folders (searched recursively), Pillow images, tensors or numpy arrays.
 
@@ -275,8 +292,10 @@ def predict(
 
     ``inputs`` is one of those or a sequence of them; the layouts and value ranges accepted are in the module
     docstring. Each image is converted to the run's channels and size and normalised as in training; the result
-    holds one :class:`Prediction` per image, in input order, naming its input. Every file is tried: unreadable
-    ones raise one :class:`BadImagesError` naming them, or with ``skip_bad`` are left out (and logged).
+    holds one :class:`Prediction` per image, in input order, naming its input. A list of several runs
+    predicts with their ensemble, combined as ``combine`` says (see :mod:`imgcls.ensemble`). Every file is
+    tried: unreadable ones raise one :class:`BadImagesError` naming them, or with ``skip_bad`` are left out
+    (and logged).
     """
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}: pass -k 1 or more")
@@ -285,7 +304,7 @@ def predict(
     items: Sequence[ImageInput] = (
         [inputs] if isinstance(inputs, (str, Path, *_IN_MEMORY)) else list(inputs)  # type: ignore[arg-type]
     )
-    predictor = Predictor(run, device=device, tta_flip=tta_flip, which=which)
+    predictor = Predictor(run, device=device, tta_flip=tta_flip, which=which, combine=combine)
     channels, size, classes = predictor.channels, predictor.size, predictor.classes
     images = list(
         _expand(items)

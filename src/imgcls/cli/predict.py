@@ -5,6 +5,9 @@ onnxruntime, without torch model code.
 
 CSV (``--csv``) has one row per top-k entry: ``input,rank,class,probability`` (rank from 1; an empty probability
 where the model gave a non-finite one). JSON never holds NaN: such a probability is ``null``.
+
+``imgcls predict RUN1 RUN2 ... FILES_OR_DIRS...``: the leading arguments that are runs (a directory holding a
+``model.json``, or a ``.safetensors`` file) predict together as an ensemble (``--combine``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import csv
 import math
 import sys
+from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
@@ -23,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "run",
-        help="run directory (runs/NAME), a .safetensors file inside one, or an .onnx file from imgcls export",
+        help="run directory (runs/NAME), a .safetensors file inside one, or an .onnx file from imgcls export; "
+        "more runs may follow (an ensemble)",
     )
     p.add_argument("inputs", nargs="*", help="image files or folders (searched recursively)")
     p.add_argument(
@@ -31,6 +36,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="FILE",
         help="classify with this ONNX file in onnxruntime (then RUN is an input)",
+    )
+    p.add_argument(
+        "--combine",
+        default="mean-logits",
+        choices=["mean-logits", "mean-probs", "vote"],
+        help="how several runs combine (default: mean-logits)",
     )
     p.add_argument("-k", "--top-k", type=int, default=5, help="classes per image (default: 5)")
     p.add_argument("--weights", default="best", choices=["best", "last"])
@@ -55,12 +66,15 @@ def run(args: argparse.Namespace) -> int:
     from imgcls.predict import predict
     from imgcls.utils.files import dumps_json
 
-    model, inputs = (args.onnx, [args.run, *args.inputs]) if args.onnx else (args.run, args.inputs)
+    runs, inputs = ([args.onnx], [args.run, *args.inputs]) if args.onnx else ([args.run], list(args.inputs))
+    while len(inputs) > 1 and _is_run(inputs[0]):  # RUN1 RUN2 ... FILES: the leading runs are an ensemble
+        runs.append(inputs.pop(0))
     if not inputs:
         raise DataError("no images to classify: give image files or folders after the run")
     preds = predict(
-        model,
+        runs if len(runs) > 1 else runs[0],
         inputs,
+        combine=args.combine,
         top_k=args.top_k,
         device=args.device,
         tta_flip=args.tta_flip,
@@ -83,3 +97,9 @@ def run(args: argparse.Namespace) -> int:
         for name, prob in p.top:
             print(f"  {100 * prob:6.2f}%  {name}")
     return 0
+
+
+def _is_run(arg: str) -> bool:
+    """Whether a command-line argument names a run (a directory with a model.json, or a .safetensors file)."""
+    p = Path(arg)
+    return (p.is_dir() and (p / "model.json").is_file()) or (p.suffix == ".safetensors" and p.is_file())

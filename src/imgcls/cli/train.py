@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import typing
 from dataclasses import MISSING, fields
 from typing import Any
@@ -12,6 +14,8 @@ from imgcls.errors import ConfigError
 from imgcls.train.config import PRESETS, TrainConfig, resolve_config
 
 __all__ = ["add_parser", "run"]
+
+log = logging.getLogger(__name__)
 
 _HELP = {
     "model": "registered model name (imgcls models)",
@@ -30,6 +34,7 @@ _HELP = {
     "freeze_backbone": "train only the head (what the model's reset_classifier replaces)",
     "unfreeze_after": "with --freeze-backbone: train every parameter from epoch N+1 on",
     "head_lr_mult": "the head's learning rate is --lr times this (e.g. 10 with a small --lr)",
+    "sync_bn": "distributed runs on CUDA: synchronise BatchNorm statistics over the processes (not on CPUs)",
     "log_every": "without a progress bar (stderr not a terminal, or --no-progress): log loss, accuracy, lr and "
     "img/s every N optimizer steps; 0: only the per-epoch line",
 }
@@ -91,6 +96,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--config", action="append", default=[], metavar="FILE.yaml", help="YAML settings (repeatable)"
     )
     p.add_argument("--json", action="store_true", help="print the final result as JSON")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N processes of this machine with DistributedDataParallel, started by torchrun's "
+        "machinery (gloo on CPUs, NCCL on GPUs; --batch-size is the global batch). For several machines run "
+        "torchrun --nnodes ... -m imgcls train instead (default: 1)",
+    )
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
@@ -100,6 +114,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from imgcls.train import train
+    from imgcls.train.distributed import in_launched_process, launch_training
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     if "dataset" in overrides:
@@ -107,7 +122,17 @@ def run(args: argparse.Namespace) -> int:
     if "resume" in overrides and args.config:
         raise ConfigError("--resume takes the run's own config.yaml; drop --config")
     cfg = resolve_config(args.config, overrides)
-    result = train(cfg)
+    nproc = getattr(args, "nproc", 1)
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be 1 or more, got {nproc}")
+    if nproc > 1 and in_launched_process():
+        log.warning(
+            "note: --nproc is ignored in a process torchrun started (torchrun's --nproc-per-node counts)"
+        )
+        nproc = 1
+    result = launch_training(cfg, nproc) if nproc > 1 else train(cfg)
+    if nproc == 1 and os.environ.get("RANK", "0") != "0":  # a process of a torchrun job: rank 0 reports
+        return 0
     if args.json:
         print(
             json.dumps(

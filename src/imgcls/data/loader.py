@@ -10,6 +10,13 @@ Randomness is a pure function of ``(seed, epoch, batch index)``: the order from 
 batch's augmentation from its own generator seeded by ``(seed, epoch, batch)``. A run restarted at an epoch
 sees the same batches as an uninterrupted one. ``set_epoch(e)`` pins the next pass to epoch ``e``; without it
 each pass moves on to the next epoch, so two passes never repeat by accident.
+
+Distributed runs (``rank`` of ``world_size`` processes): ``batch_size`` is the global batch. In training, the
+in-memory loader draws the same global batches as one process would and each rank keeps its contiguous
+``batch_size / world_size`` share, augmented as part of the global batch, so the batch sequence (and, with no
+per-rank state such as BatchNorm, the training) does not depend on the number of processes; a folder is
+sharded by ``DistributedSampler`` (set to the epoch every pass). In evaluation each rank reads a contiguous
+slice of the data, with no padding: summed over the ranks, every image counts exactly once.
 """
 
 from __future__ import annotations
@@ -60,14 +67,28 @@ class _BatchTransform:
         self.channels_last = channels_last
         self.generator = torch.Generator(device=device)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, index: int) -> Batch:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        epoch: int,
+        index: int,
+        keep: slice | None = None,
+        stream: int = 0,
+    ) -> Batch:
+        """The batch ``x, y`` transformed; only its rows ``keep`` (a rank's share of a global batch) returned.
+        ``stream`` parts the augmentation's random numbers of batches that are not shares of one batch."""
         if self.augment is not None:
-            self.generator.manual_seed(_seed(self.seed, epoch, index, 1))
+            self.generator.manual_seed(_seed(self.seed, epoch, index, 1, *([stream] if stream else [])))
             # Augment in [0, 1], normalise after (mixup and cutmix are linear, so they commute with it).
             xf = x.float().mul_(1.0 / 255)
             xf, y = augment_batch(xf, y, self.info.num_classes, self.augment, self.generator)
+            if keep is not None:  # augmented as the whole global batch: the random draws of one process
+                xf, y = xf[keep], y[keep]
             out = normalize(xf, self.info.mean, self.info.std)
         else:
+            if keep is not None:  # normalising is per pixel: the share first, no work on the others' rows
+                x, y = x[keep], y[keep]
             out = normalize(x, self.info.mean, self.info.std)
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
@@ -87,8 +108,20 @@ class _Loader:
         seed: int,
         drop_last: bool | None,
         channels_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         _check(batch_size)
+        if not 0 <= rank < world_size:
+            raise ConfigError(
+                f"rank {rank} is not one of the {world_size} processes: expected 0 <= rank < world_size"
+            )
+        if train and batch_size % world_size:
+            raise ConfigError(
+                f"the batch size {batch_size} does not split over {world_size} processes: pass a --batch-size "
+                f"divisible by {world_size} (it is the global batch; each process takes batch / {world_size})"
+            )
+        self.rank, self.world_size = rank, world_size
         self.dataset = dataset
         self.info = dataset.info
         self.batch_size = batch_size
@@ -129,14 +162,23 @@ class BatchLoader(_Loader):
         seed: int = 0,
         drop_last: bool | None = None,
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
-        super().__init__(dataset, batch_size, train, device, augment, seed, drop_last, channels_last)
+        super().__init__(
+            dataset, batch_size, train, device, augment, seed, drop_last, channels_last, rank, world_size
+        )
+        # Evaluation: this rank's contiguous slice [lo, hi) of the dataset (all of it in one process).
+        n = len(dataset)
+        self._lo, self._hi = (0, n) if train else (rank * n // world_size, (rank + 1) * n // world_size)
         # Moved once: every batch afterwards is an index_select on the device, no host-to-device copy.
         self.images = dataset.images.to(self.device)
         self.labels = dataset.labels.to(self.device)
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        """Batches per pass: in training the global batches (the same on every rank), in evaluation this
+        rank's."""
+        n = self._hi - self._lo
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
@@ -145,30 +187,41 @@ class BatchLoader(_Loader):
         if self.train:
             g = torch.Generator().manual_seed(_seed(self.seed, epoch, 0))
             order = torch.randperm(len(self.dataset), generator=g).to(self.device)
-        bs = self.batch_size
+        bs, lo = self.batch_size, self._lo
         for i in range(len(self)):
             if order is None:  # a slice is a view: no copy at all for evaluation batches
-                x, y = self.images[i * bs : (i + 1) * bs], self.labels[i * bs : (i + 1) * bs]
-            else:
-                idx = order[i * bs : (i + 1) * bs]
-                x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
-            yield self._transform(x, y, epoch, i)
+                j0, j1 = lo + i * bs, min(lo + (i + 1) * bs, self._hi)
+                yield self._transform(self.images[j0:j1], self.labels[j0:j1], epoch, i)
+                continue
+            idx = order[i * bs : (i + 1) * bs]  # global batch i, as one process draws it
+            keep = None
+            if self.world_size > 1:
+                share = len(idx) // self.world_size  # the partial last batch (no drop_last) splits as it can
+                keep = slice(
+                    self.rank * share, (self.rank + 1) * share if self.rank < self.world_size - 1 else None
+                )
+                if self._transform.augment is None:
+                    idx, keep = idx[keep], None  # nothing random: read only this rank's images
+            x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+            yield self._transform(x, y, epoch, i, keep)
 
 
 class _EpochSampler(torch.utils.data.Sampler[int]):
-    """Indices in order, or shuffled by a permutation that depends only on the seed it was last given."""
+    """Indices ``lo`` to ``hi`` in order, or all ``n`` shuffled by a permutation that depends only on the seed
+    it was last given."""
 
-    def __init__(self, n: int, shuffle: bool):
+    def __init__(self, n: int, shuffle: bool, lo: int = 0, hi: int | None = None):
         self.n = n
         self.shuffle = shuffle
+        self.lo, self.hi = lo, n if hi is None else hi
         self.seed = 0
 
     def __len__(self) -> int:
-        return self.n
+        return self.n if self.shuffle else self.hi - self.lo
 
     def __iter__(self) -> Iterator[int]:
         if not self.shuffle:
-            return iter(range(self.n))
+            return iter(range(self.lo, self.hi))
         return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist())
 
 
@@ -199,13 +252,30 @@ class StreamingLoader(_Loader):
         drop_last: bool | None = None,
         num_workers: int | None = None,
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
-        super().__init__(dataset, batch_size, train, device, augment, seed, drop_last, channels_last)
+        super().__init__(
+            dataset, batch_size, train, device, augment, seed, drop_last, channels_last, rank, world_size
+        )
         workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
-        self._sampler = _EpochSampler(len(dataset), shuffle=train)
+        n = len(dataset)
+        self._sampler: torch.utils.data.Sampler[int]
+        if train and world_size > 1:
+            # Each rank its share of the epoch's permutation (seeded by seed + epoch: set_epoch every pass).
+            self._sampler = torch.utils.data.DistributedSampler(
+                dataset,
+                num_replicas=world_size,
+                rank=rank,
+                shuffle=True,
+                seed=seed & 0x7FFFFFFF,
+                drop_last=True,
+            )
+        else:  # one process, or evaluation: this rank's contiguous slice, never padded
+            self._sampler = _EpochSampler(n, train, rank * n // world_size, (rank + 1) * n // world_size)
         self._loader = torch.utils.data.DataLoader(
             dataset,
-            batch_size=batch_size,
+            batch_size=batch_size // world_size if train else batch_size,
             sampler=self._sampler,
             num_workers=workers,
             drop_last=self.drop_last,
@@ -218,12 +288,15 @@ class StreamingLoader(_Loader):
 
     def __iter__(self) -> Iterator[Batch]:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        self._sampler.seed = _seed(self.seed, epoch, 0)
+        if isinstance(self._sampler, torch.utils.data.DistributedSampler):
+            self._sampler.set_epoch(epoch)
+        else:
+            self._sampler.seed = _seed(self.seed, epoch, 0)  # type: ignore[attr-defined]
         try:
             for i, (x, y) in enumerate(self._loader):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
-                yield self._transform(x, y, epoch, i)
+                yield self._transform(x, y, epoch, i, stream=self.rank)
         except DataError as e:  # from a worker: keep the one-line message, drop the worker's traceback
             raise DataError(_one_line(e)) from None
 
@@ -238,8 +311,13 @@ def make_loader(
     seed: int = 0,
     num_workers: int | None = None,
     channels_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> BatchLoader | StreamingLoader:
-    """The loader for ``dataset``: :class:`BatchLoader` in memory, :class:`StreamingLoader` for folders."""
+    """The loader for ``dataset``: :class:`BatchLoader` in memory, :class:`StreamingLoader` for folders.
+
+    ``rank`` and ``world_size`` shard it for a distributed run (see the module docstring); ``batch_size`` is
+    the global batch in training, each rank's in evaluation."""
     if isinstance(dataset, InMemoryDataset):
         return BatchLoader(
             dataset,
@@ -249,6 +327,8 @@ def make_loader(
             augment=augment,
             seed=seed,
             channels_last=channels_last,
+            rank=rank,
+            world_size=world_size,
         )
     if isinstance(dataset, FolderDataset):
         return StreamingLoader(
@@ -260,6 +340,8 @@ def make_loader(
             seed=seed,
             num_workers=num_workers,
             channels_last=channels_last,
+            rank=rank,
+            world_size=world_size,
         )
     raise ConfigError(
         f"cannot make a loader for {type(dataset).__name__}: expected what load_dataset returns"

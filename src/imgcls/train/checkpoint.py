@@ -93,6 +93,14 @@ def _sort_header(path: Path) -> None:
             f.write(sorted_.ljust(size))
 
 
+def strip_module_prefix(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict without the ``module.`` prefix DistributedDataParallel (or DataParallel) puts on every key,
+    so that the weights of a wrapped model load into the plain one; other state dicts are returned as they are."""
+    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        return {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
 def save_model_info(run_dir: Path, info: dict[str, Any]) -> None:
     atomic_write_json(run_dir / MODEL_INFO, info)
 

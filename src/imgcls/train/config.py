@@ -64,6 +64,9 @@ class TrainConfig:
     filter_rms_limit: float | None = None  # ZFNet's renormalisation: cap each conv filter's RMS (0.1 there)
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
+    # Distributed runs (torchrun): synchronised BatchNorm over the processes (CUDA only); off, each process
+    # normalises its own share of the batch.
+    sync_bn: bool = False
 
     # Data augmentation (per batch, on the training device).
     augment: str = "flip"  # a preset of imgcls.data.AUGMENT_PRESETS; fields below override it

@@ -9,10 +9,16 @@ run reports (the best on validation, else the last): no choice is ever made on i
 A run stopped at any point and resumed with ``--resume`` ends with the same weights as one that never stopped
 (same seed, deterministic mode). A run claims its directory for its whole life, so two runs never mix their
 files, and first removes the temporaries that killed writes left there.
+
+Started by torchrun (see ``distributed.py``), every process runs this trainer on its share of each global
+batch, the model wrapped in DistributedDataParallel; the learning-rate schedule counts global steps, the
+evaluation counts are summed over the processes, and only rank 0 writes files (the unwrapped model's
+weights, so a checkpoint loads in one process or in any number), logs and draws the progress bar.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -40,6 +46,7 @@ from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
 from imgcls.models.registry import AuxOutputs
 from imgcls.models.zfnet import renormalize_filters_
 from imgcls.train import checkpoint as ckpt
+from imgcls.train import distributed
 from imgcls.train.config import (
     FALLBACK_SETTINGS,
     TrainConfig,
@@ -62,7 +69,16 @@ __all__ = ["TrainResult", "TrainingDivergedError", "plot_curves", "train"]
 log = logging.getLogger(__name__)
 
 # Settings that may differ when a run is resumed; everything else is taken from the saved config.
-RESUME_OVERRIDABLE = ("epochs", "device", "threads", "progress", "log_every", "eval_every", "max_steps")
+RESUME_OVERRIDABLE = (
+    "epochs",
+    "device",
+    "threads",
+    "progress",
+    "log_every",
+    "eval_every",
+    "max_steps",
+    "sync_bn",
+)
 _NAN_CHECK_EVERY = 20  # steps between loss checks (each check synchronises with the device)
 
 
@@ -162,6 +178,13 @@ class _Trainer:
     class_weight: torch.Tensor | None = None  # --class-weights auto: set once the data is loaded
 
     def __init__(self, cfg: TrainConfig) -> None:
+        if not cfg.resume and cfg.name and distributed.restart_count() > 0:
+            run_dir = Path(cfg.out_dir) / cfg.name
+            if (run_dir / ckpt.STATE).is_file():  # torchrun --max-restarts started us again: carry on
+                log.warning(
+                    "restart %d: resuming %s from its last checkpoint", distributed.restart_count(), run_dir
+                )
+                cfg = replace(cfg, resume=str(run_dir))
         if cfg.resume:
             cfg = _resume_config(cfg)
         validate(cfg)
@@ -177,6 +200,13 @@ class _Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = resolve_device(cfg.device)
+        self.dist, self.device = distributed.setup(self.device)
+        if cfg.sync_bn and self.device.type != "cuda":
+            self.dist.close()
+            raise ConfigError(
+                "--sync-bn needs CUDA GPUs (NCCL): PyTorch's SyncBatchNorm does not run on CPUs; drop --sync-bn "
+                "(each process then normalises its own share of the batch)"
+            )
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         log.debug("device %s, autocast %s, %d threads", self.device, self.amp_dtype, torch.get_num_threads())
 
@@ -223,7 +253,13 @@ class _Trainer:
         cfg = self.cfg
         self.class_weight = self._class_weight() if cfg.class_weights == "auto" else None
         aug = _augment_config(cfg)
-        loader_kw = dict(device=self.device, seed=cfg.seed, channels_last=cfg.channels_last)
+        loader_kw = dict(
+            device=self.device,
+            seed=cfg.seed,
+            channels_last=cfg.channels_last,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
         self.train_loader = make_loader(self.train_set, cfg.batch_size, train=True, augment=aug, **loader_kw)
         eval_batch = max(cfg.batch_size, 500)  # type: ignore[type-var]
         self.val_loader = (
@@ -317,10 +353,23 @@ class _Trainer:
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
+        if cfg.sync_bn and self.dist.enabled:  # same parameter names: checkpoints unchanged
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
         self.ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
-        # torch.compile trades a start-up compile for faster steps; the uncompiled module is what we save.
-        self.step_model = torch.compile(model) if cfg.compile else model
+        self.step_model = self._step_model()
+
+    def _step_model(self) -> nn.Module:
+        """The module the training steps call: the model, in DistributedDataParallel across processes (which
+        averages the gradients), compiled on request. The unwrapped ``self.model`` is what is saved."""
+        model: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)  # parameters that train now
+        # torch.compile trades a start-up compile for faster steps
+        return torch.compile(model) if self.cfg.compile else model
 
     def _read_pretrained(self) -> None:
         """Read ``--pretrained`` once: its weights, the stem they fit, and the normalisation a run carries."""
@@ -451,6 +500,8 @@ class _Trainer:
         cfg = self.cfg
         frozen = cfg.unfreeze_after is None or epoch < cfg.unfreeze_after
         n = set_backbone_frozen(self.model, self.head, frozen)
+        if frozen != self._backbone_frozen and self.dist.enabled:
+            self.step_model = self._step_model()  # DistributedDataParallel reduces the parameters that train
         if frozen != self._backbone_frozen:
             if frozen:
                 log.info(
@@ -506,14 +557,37 @@ class _Trainer:
 
     def fit(self) -> TrainResult:
         self._setup_runtime()
-        self._load_data()
-        self._build_model()
-        self.run_dir, claim = self._claim_run_dir()
+        quiet = self.dist.enabled and not self.dist.is_main
+        pkg_log = logging.getLogger("imgcls")
+        level = pkg_log.level
+        if quiet:  # one voice: rank 0 logs (errors are every rank's to report)
+            pkg_log.setLevel(logging.ERROR)
         try:
-            self._prepare_run_dir()
-            return self._run()
+            self._load_data()
+            self._build_model()
+            claim: ckpt.RunClaim | None = None
+
+            def claim_and_prepare() -> Path:
+                nonlocal claim
+                self.run_dir, claim = self._claim_run_dir()
+                try:
+                    self._prepare_run_dir()
+                except BaseException:
+                    claim.release()
+                    raise
+                return self.run_dir
+
+            # rank 0 claims the directory; the other ranks learn its (perhaps timestamped) name
+            self.run_dir = self.dist.on_main(claim_and_prepare)
+            try:
+                return self._run()
+            finally:
+                if claim is not None:
+                    claim.release()
         finally:
-            claim.release()
+            if quiet:
+                pkg_log.setLevel(level)
+            self.dist.close()
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
@@ -528,6 +602,7 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         start_epoch, step, best_acc, history = 0, 0, -1.0, []
+        dist = self.dist
         if cfg.resume:
             start_epoch, step, best_acc, history = self._restore(self.run_dir / ckpt.STATE)
             log.info("resuming %s at epoch %d/%d", self.run_dir, start_epoch + 1, num_epochs)
@@ -548,8 +623,18 @@ class _Trainer:
                 log.info(
                     "no validation split: the last weights are the run's; the test split is scored at the end"
                 )
-            if self._skipped:
+            if self._skipped and dist.is_main:
                 self._write_skipped()
+        if dist.rank:  # the same weights on every rank, but each its own dropout masks
+            torch.manual_seed(cfg.seed + 7919 * dist.rank + start_epoch)
+        if dist.enabled:
+            log.info(
+                "%d processes (%s), global batch %d: %d per process",
+                dist.world_size,
+                dist.backend,
+                cfg.batch_size,
+                cfg.batch_size // dist.world_size,  # type: ignore[operator]
+            )
 
         train_seconds = sum(r["epoch_seconds"] for r in history)
         images_seen = sum(r["images"] for r in history)
@@ -557,6 +642,9 @@ class _Trainer:
         try:
             for epoch in range(start_epoch, num_epochs):
                 row, step = self._train_epoch(epoch, num_epochs, step, total_steps)
+                dist.broadcast_buffers(self.model)  # rank 0's BatchNorm statistics: one model everywhere
+                if self.ema is not None:
+                    dist.broadcast_buffers(self.ema.module)
                 self._check_weights(epoch, step)
                 train_seconds += row["epoch_seconds"]
                 images_seen += row["images"]
@@ -570,7 +658,9 @@ class _Trainer:
                     best = val.top1 > best_acc
                     best_acc = max(best_acc, val.top1)
                 history.append(row)
-                self._save(epoch, step, best_acc, history, best)
+                if dist.is_main:
+                    self._save(epoch, step, best_acc, history, best)
+                dist.barrier()  # the checkpoint is whole before any rank goes on (or stops)
                 self._log_epoch(row, num_epochs)
                 if step >= total_steps:
                     break
@@ -616,15 +706,8 @@ class _Trainer:
             history=history,
             eval=test,
         )
-        ckpt.atomic_write_json(
-            self.run_dir / "result.json",
-            {
-                k: (str(v) if isinstance(v, Path) else v)
-                for k, v in ((f.name, getattr(result, f.name)) for f in fields(result))
-                if k not in ("history", "eval")
-            }
-            | {"dataset": self.info.name, "model": cfg.model, "per_class": test.to_dict()["per_class"]},
-        )
+        if dist.is_main:
+            self._write_result(result, test)
         log.info(
             "test accuracy %.2f%% (top-5 %.2f%%) of the %s weights%s",
             100 * result.test_acc,
@@ -633,6 +716,17 @@ class _Trainer:
             f" (epoch {result.best_epoch}, validation {100 * result.val_acc:.2f}%)" if best_row else "",
         )
         return result
+
+    def _write_result(self, result: TrainResult, test: EvalResult) -> None:
+        ckpt.atomic_write_json(
+            self.run_dir / "result.json",
+            {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in ((f.name, getattr(result, f.name)) for f in fields(result))
+                if k not in ("history", "eval")
+            }
+            | {"dataset": self.info.name, "model": self.cfg.model, "per_class": test.to_dict()["per_class"]},
+        )
 
     def _reported_model(self, weights: str) -> nn.Module:
         """The model whose test accuracy the run reports: the best on validation, read back from its file."""
@@ -665,21 +759,26 @@ class _Trainer:
     ) -> tuple[dict[str, Any], int]:
         from tqdm.auto import tqdm
 
-        cfg, model, opt = self.cfg, self.step_model, self.optimizer
-        model.train()
+        cfg, opt, dist = self.cfg, self.optimizer, self.dist
+        self.step_model.train()
         if cfg.freeze_backbone:
             self._freeze_for(epoch)
+        model = self.step_model  # (re-wrapped by _freeze_for when the parameters that train change)
         self.train_loader.set_epoch(epoch)
         accum = cfg.accum_steps
+        # Each epoch starts from clean gradients, and the batches past the last full group of accum_steps
+        # are not drawn: their gradients would never reach an optimizer step (nor leak into the next epoch's).
+        opt.zero_grad(set_to_none=True)
+        usable = len(self.train_loader) // accum * accum
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         n_images, n_batches = 0, 0
         # A bar redraws itself with carriage returns: right on a terminal, hundreds of frames in a log file.
         # Elsewhere, plain lines every log_every steps (as timm's train.py does) and the per-epoch line.
-        use_bar = cfg.progress and _bar_displays(tqdm)
+        use_bar = cfg.progress and dist.is_main and _bar_displays(tqdm)
         log_every = 0 if use_bar else cfg.log_every
         bar = tqdm(
-            total=len(self.train_loader),
+            total=usable,
             desc=f"epoch {epoch + 1}/{num_epochs}",
             leave=False,
             disable=not use_bar,
@@ -689,18 +788,23 @@ class _Trainer:
         size = cfg.train_sizes[min(epoch, len(cfg.train_sizes) - 1)] if cfg.train_sizes else None
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.train_loader):
+            if i >= usable:
+                break
             if size is not None and size != x.shape[-1]:  # progressive resizing: a smaller early epoch
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            with autocast(self.device, self.amp_dtype):
-                out = model(x)
-                loss, logits = self._loss(out, y)
-            self.scaler.scale(loss / accum if accum > 1 else loss).backward()
+            stepped = (i + 1) % accum == 0
+            # Across processes, gradients are averaged on the backward pass of the batch that steps only.
+            no_sync = getattr(model, "no_sync", None) if dist.enabled and not stepped else None
+            with no_sync() if no_sync is not None else contextlib.nullcontext():
+                with autocast(self.device, self.amp_dtype):
+                    out = model(x)
+                    loss, logits = self._loss(out, y)
+                self.scaler.scale(loss / accum if accum > 1 else loss).backward()
             n_batches += 1
             n_images += x.shape[0]
             loss_sum += loss.detach().float()
             target = y if y.ndim == 1 else y.argmax(1)  # mixup / cutmix: the dominant label
             correct += (logits.detach().argmax(1) == target).sum()
-            stepped = (i + 1) % accum == 0
             if stepped:
                 if cfg.grad_clip:
                     self.scaler.unscale_(opt)
@@ -721,7 +825,7 @@ class _Trainer:
                         loss=f"{float(loss_sum) / n_batches:.3f}",
                         acc=f"{100 * float(correct) / n_images:.1f}",
                         lr=f"{opt.param_groups[0]['lr']:.3g}",
-                        img_s=f"{n_images / (time.perf_counter() - t0):.0f}",
+                        img_s=f"{dist.world_size * n_images / (time.perf_counter() - t0):.0f}",
                         refresh=False,
                     )
             if stepped and log_every and step % log_every == 0:
@@ -735,7 +839,7 @@ class _Trainer:
                     float(loss_sum) / n_batches,
                     100 * float(correct) / n_images,
                     opt.param_groups[0]["lr"],
-                    n_images / max(time.perf_counter() - t0, 1e-9),
+                    dist.world_size * n_images / max(time.perf_counter() - t0, 1e-9),  # all processes
                 )
             bar.update(1)
             if step >= total_steps and stepped:
@@ -743,6 +847,14 @@ class _Trainer:
         bar.close()
         self._check_finite(loss_sum, epoch, step)
         seconds = time.perf_counter() - t0
+        if dist.enabled:  # the epoch's figures over all processes (the same on every rank)
+            totals = dist.all_reduce_sum(
+                torch.stack(
+                    [loss_sum.double(), correct.double(), torch.tensor(float(n_images), device=self.device)]
+                )
+            )
+            loss_sum, correct, n_images = totals[0], totals[1], int(totals[2])
+            n_batches *= dist.world_size
         return {
             "epoch": epoch + 1,
             "step": step,
@@ -755,6 +867,7 @@ class _Trainer:
         }, step
 
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+        loss_sum = self.dist.all_reduce_sum(loss_sum)  # every rank stops together, or none
         if not torch.isfinite(loss_sum):
             raise self._diverged(f"the training loss became {float(loss_sum)}", epoch, step)
 
@@ -788,6 +901,7 @@ class _Trainer:
             classes=self.info.classes,
             amp_dtype=self.amp_dtype,
             tta_flip=self.cfg.tta_flip,
+            reduce=self.dist.all_reduce_sum if self.dist.enabled else None,
         )
 
     def _log_epoch(self, row: dict[str, Any], num_epochs: int) -> None:
@@ -852,7 +966,7 @@ class _Trainer:
         progress = (state["epoch"], state["step"], state["best_acc"], state["history"])
         if not _is_progress(*progress):
             raise ValueError("epoch, step, best_acc or history is malformed")
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
