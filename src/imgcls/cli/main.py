@@ -35,7 +35,7 @@ from imgcls.errors import ImgclsError, describe_os_error, os_errno
 log = logging.getLogger("imgcls")
 
 # Sub-command modules, in the order ``imgcls --help`` lists them.
-COMMANDS = ("train", "eval", "predict", "serve", "models", "summary", "baseline")
+COMMANDS = ("train", "eval", "predict", "serve", "models", "summary", "baseline", "experiment")
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
@@ -48,6 +48,7 @@ OUTPUT_FLAGS = {
     "train": ("--out-dir", "out_dir"),
     "eval": ("--out", "out"),
     "baseline": ("--out-dir", "out_dir"),
+    "experiment": ("--out", "out"),
 }
 
 
