@@ -43,6 +43,7 @@ __all__ = [
     "EXPERIMENTS",
     "RESULT_FIELDS",
     "SCALES",
+    "SCALE_DATA",
     "Comparison",
     "Experiment",
     "ExperimentReport",
@@ -60,6 +61,11 @@ EXPERIMENTS: dict[str, str] = {
     "degradation": "degradation",
     "receptive-field": "receptive_field",
     "bottleneck": "bottleneck",
+    "width-vs-depth": "width_vs_depth",
+    "vit-vs-cnn-data": "vit_vs_cnn_data",
+    "pixels-vs-features": "pixels_vs_features",
+    "aux-classifiers": "aux_classifiers",
+    "lrn-dropout": "lrn_dropout",
 }
 
 SCALES = ("tiny", "quick", "full")
