@@ -14,7 +14,7 @@ import pytest
 
 from imgcls.experiments import RESULT_FIELDS, get_experiment, list_experiments, run_experiment
 
-SLOW = {"degradation"}  # 56-layer networks: behind the slow marker
+SLOW = {"degradation", "compound-scaling"}  # 56-layer networks, nine EfficientNets: behind the slow marker
 
 
 @pytest.fixture(scope="module")

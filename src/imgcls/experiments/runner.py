@@ -62,6 +62,7 @@ EXPERIMENTS: dict[str, str] = {
     "receptive-field": "receptive_field",
     "bottleneck": "bottleneck",
     "width-vs-depth": "width_vs_depth",
+    "compound-scaling": "compound_scaling",
     "vit-vs-cnn-data": "vit_vs_cnn_data",
     "pixels-vs-features": "pixels_vs_features",
     "aux-classifiers": "aux_classifiers",
