@@ -123,7 +123,7 @@ def analyze(records: dict[str, dict[str, Any]], scale: Scale) -> Outcome:
     ax_c.set_ylabel("multiply-adds of Inception (3a), millions")
     ax_c.set_xlabel("module form")
     ax_c.set_title("cost at 192x28x28")
-    ax_c.legend()
+    ax_c.legend(loc="upper left")
     for i, f in enumerate(forms):
         ax_a.plot([net_macs[f] / 1e6] * len(acc[f]), [100 * v for v in acc[f]], "o", color=f"C{i}", label=f)
     ax_a.set_xlabel(f"network multiply-adds at {side}x{side}, millions")

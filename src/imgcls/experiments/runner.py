@@ -375,7 +375,7 @@ def _machine() -> dict[str, Any]:
     from imgcls.utils.hardware import cpu_class, cpu_info
 
     cpu = cpu_info()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # other work on the machine
     return {
         "cpu": cpu.model,
         "cpu_class": cpu_class(cpu),
@@ -419,6 +419,8 @@ def _markdown(exp: Experiment, results: dict[str, Any], outcome: Outcome, comman
 
 
 def _cell(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
@@ -453,6 +455,10 @@ def run_experiment(
     t0 = time.perf_counter()
     records = execute_runs(exp.runs(scale), cache, progress=progress)
     outcome = exp.analyze(records, scale)
+    if scale == "tiny":
+        outcome.notes.insert(
+            0, "Scale tiny is a smoke test of a few optimizer steps: its accuracies mean nothing."
+        )
     held = all(c.held for c in outcome.comparisons)
     failed = [c.quantity for c in outcome.comparisons if not c.held]
     verdict = (
