@@ -12,7 +12,7 @@ from imgcls.cli.main import main
 from imgcls.errors import ConfigError, UnknownNameError
 from imgcls.experiments import get_experiment, list_experiments, run_experiment
 from imgcls.experiments.nets import conv_stack_net
-from imgcls.experiments.runner import Run, compare_means, execute_runs, run_key
+from imgcls.experiments.runner import RECORD, Run, compare_means, execute_runs, run_key
 from imgcls.models import get_model_spec
 
 # Two optimizer steps of the smallest zoo model on 8x8 digits: a real training run in well under a second.
@@ -66,7 +66,7 @@ def test_an_interrupted_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     runs = [Run("a", SMOKE)]
     first = execute_runs(runs, tmp_path)["a"]
     run_dir = Path(first["run_dir"])
-    (run_dir / "result.json").unlink()  # the process died after training, before recording the result
+    (run_dir / RECORD).unlink()  # the process died after training, before recording the result
     seen = []
     real_train = imgcls.train.train
 
@@ -77,7 +77,8 @@ def test_an_interrupted_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(imgcls.train, "train", spy)
     again = execute_runs(runs, tmp_path)["a"]
     assert seen == [str(run_dir)]
-    assert not again["cached"] and (run_dir / "result.json").is_file()
+    assert not again["cached"] and (run_dir / RECORD).is_file()
+    assert json.loads((run_dir / "result.json").read_text())["test_acc"] == again["test_acc"]  # the trainer's
     assert again["history"][0]["train_loss"] == first["history"][0]["train_loss"]
 
 

@@ -7,8 +7,8 @@ says, what we measured, whether the direction holds), tables and figures. :func:
 rest:
 
 - each run is trained in a cache directory under a name made of its label and a hash of everything it
-  depends on (its settings, the experiment's own network, the runs it reads); a run whose ``result.json``
-  exists is reused, and one that was interrupted (it has a training state but no result) resumes;
+  depends on (its settings, the experiment's own network, the runs it reads); a run whose record
+  (:data:`RECORD`) exists is reused, and one that was interrupted (it has a training state but no result) resumes;
 - ``results.json`` (the fields in :data:`RESULT_FIELDS`), ``report.md`` (the table paper | ours | same
   direction?) and PNG plots are written to the output directory.
 
@@ -89,6 +89,9 @@ RESULT_FIELDS = (
     "seconds",
     "machine",
 )
+
+# What the runner keeps of a finished run, in the run's directory (the trainer's own result.json is beside it).
+RECORD = "experiment_record.json"
 
 # Settings that change how a run is shown, never what it computes: left out of the cache key.
 _NOT_IN_KEY = {"progress", "log_every", "out_dir", "name", "resume", "threads", "device"}
@@ -308,7 +311,7 @@ def execute_runs(
         needed = {run.features_of: keys[run.features_of]} if run.features_of else {}
         keys[run.label] = key = run_key(run, needed)
         run_dir = cache_dir / f"{_slug(run.label)}-{key}"
-        done = run_dir / "result.json"
+        done = run_dir / RECORD
         if done.is_file():
             record = json.loads(done.read_text())
             record["cached"] = True
