@@ -40,3 +40,14 @@ def test_train_and_test_subsets_shrink_what_the_run_sees(tmp_path: Path) -> None
 def test_a_share_outside_0_1_is_refused(share: float, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="train_subset"):
         train(TrainConfig(dataset="digits", train_subset=share, out_dir=str(tmp_path)))
+
+
+def test_a_baseline_sees_the_images_a_training_run_with_the_same_subset_sees() -> None:
+    from imgcls.classic.baseline import run_baseline
+
+    result = run_baseline("knn", dataset="digits", train_subset=0.25, test_subset=0.5, seed=3, progress=False)
+    assert (result.n_train, result.n_test) == (360, 180)
+    whole = load_dataset("digits", "train")
+    assert result.n_train == len(subset(whole, 0.25, seed=3))
+    small = run_baseline("knn", dataset="digits", image_size=16, train_subset=0.25, progress=False)
+    assert small.num_features == 16 * 16
