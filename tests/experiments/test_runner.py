@@ -12,7 +12,7 @@ from imgcls.cli.main import main
 from imgcls.errors import ConfigError, UnknownNameError
 from imgcls.experiments import get_experiment, list_experiments, run_experiment
 from imgcls.experiments.nets import conv_stack_net
-from imgcls.experiments.runner import RECORD, Run, compare_means, execute_runs, run_key
+from imgcls.experiments.runner import RECORD, Run, compare_means, execute_runs, run_key, untrained
 from imgcls.models import get_model_spec
 
 # Two optimizer steps of the smallest zoo model on 8x8 digits: a real training run in well under a second.
@@ -101,6 +101,15 @@ def test_an_experiment_model_may_not_shadow_the_zoo(tmp_path: Path) -> None:
 def test_duplicate_labels_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unique"):
         execute_runs([Run("a", SMOKE), Run("a", SMOKE | {"seed": 1})], tmp_path)
+
+
+def test_runs_left_near_chance_are_named() -> None:
+    records = {
+        "stuck": {"kind": "train", "num_classes": 10, "test_acc": 0.12},
+        "fine": {"kind": "train", "num_classes": 10, "test_acc": 0.80},
+        "knn": {"kind": "baseline", "test_acc": 0.05},
+    }
+    assert untrained(records) == ["stuck"]
 
 
 def test_compare_means_states_the_direction_and_the_noise() -> None:

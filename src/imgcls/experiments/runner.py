@@ -265,6 +265,7 @@ def _train(run: Run, run_dir: Path, progress: bool) -> dict[str, Any]:
         "val_acc": result.val_acc,
         "final_train_error": 1.0 - train_rows[-1]["train_acc"] if train_rows else None,
         "params": params,
+        "num_classes": info["num_classes"],
         "epochs": result.epochs,
         "train_seconds": result.train_seconds,
         "total_seconds": result.total_seconds,
@@ -360,6 +361,15 @@ def compare_means(
     held = diff > 0 if expect_a_greater else diff < 0
     ours = f"{diff:+.2f} points ({fmt_pct(a)} vs {fmt_pct(b)})"
     return Comparison(quantity, expected, paper, ours, held, within_noise=len(a) > 1 and abs(diff) < spread)
+
+
+def untrained(records: Mapping[str, dict[str, Any]]) -> list[str]:
+    """Labels of the training runs whose test accuracy ended within 1.5x of chance (1 / classes)."""
+    return [
+        label
+        for label, r in records.items()
+        if r.get("kind") == "train" and r.get("num_classes") and r["test_acc"] < 1.5 / r["num_classes"]
+    ]
 
 
 def seeded(label: str, seed: int) -> str:
@@ -469,6 +479,13 @@ def run_experiment(
         if held
         else f"{name}: the claim's direction did NOT hold at this scale for: {'; '.join(failed)}"
     )
+    if stuck := untrained(records):
+        verdict += f" (WARNING: {len(stuck)} run(s) stayed near chance, their comparisons say nothing)"
+        outcome.notes.insert(
+            0,
+            f"These runs ended within 1.5x of chance accuracy, so at this scale they did not train and every "
+            f"comparison involving them is uninformative: {', '.join(stuck)}.",
+        )
     out.mkdir(parents=True, exist_ok=True)
     plots = []
     for stem, fig in outcome.figures.items():
