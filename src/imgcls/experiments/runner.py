@@ -571,6 +571,9 @@ def train_error_curves(
                 markersize=3,
                 label=names.get(label, label) if j == 0 else None,
             )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("training error (%)")
     ax.grid(alpha=0.3)
