@@ -115,14 +115,20 @@ def run_baseline(
     out_dir: str | Path = "runs",
     seed: int = 0,
     progress: bool = True,
+    image_size: int | None = None,
+    train_subset: float = 1.0,
+    test_subset: float = 1.0,
 ) -> BaselineResult:
     """Fit ``method`` (knn, nb, linear, mlp) on ``dataset``'s training split, evaluate on its test split.
 
     ``features``: a run directory / weights file or a registered model name whose pre-logit features replace
     the pixels (``pretrained``: weights for a model name). ``linear`` / ``mlp`` on pixels train through
     :func:`imgcls.train.train` into ``out_dir``; on features they train a probe (:mod:`imgcls.classic.probe`).
+    ``image_size``: resize the pixels (features: the network's own size). ``train_subset`` / ``test_subset``:
+    a seeded, stratified share of each split, the same images a training run with these settings and
+    ``seed`` (and no validation split) sees.
     """
-    from imgcls.data import load_dataset
+    from imgcls.data import load_dataset, subset
     from imgcls.utils.device import resolve_device
 
     if method not in IMAGE_METHODS:
@@ -145,15 +151,19 @@ def run_baseline(
         size, channels = source.image_size, source.channels
     elif pretrained is not None:
         raise ConfigError("--pretrained needs --features MODEL (the network whose weights they are)")
+    if source is None:
+        size = image_size
     train_set = load_dataset(dataset, "train", data_dir=data_dir, image_size=size, channels=channels)
     test_set = load_dataset(dataset, "test", data_dir=data_dir, image_size=size, channels=channels)
+    train_set, test_set = subset(train_set, train_subset, seed), subset(test_set, test_subset, seed)
     info = train_set.info
     settings: dict[str, Any] = {"device": str(dev), "features": features or "pixels"}
 
     if method in ("linear", "mlp") and source is None:
         return _train_pixels(
             method, dataset, data_dir, train_set, test_set, epochs, lr, batch_size, out_dir, seed, str(dev),
-            progress, settings, t_start,
+            progress, settings, t_start, image_size=image_size, train_subset=train_subset,
+            test_subset=test_subset,
         )  # fmt: skip
 
     if source is not None:
@@ -225,6 +235,10 @@ def _train_pixels(
     progress: bool,
     settings: dict[str, Any],
     t_start: float,
+    *,
+    image_size: int | None = None,
+    train_subset: float = 1.0,
+    test_subset: float = 1.0,
 ) -> BaselineResult:
     """linear / mlp on pixels: the imgcls trainer, sized for the dataset's own images."""
     from imgcls.train import TrainConfig, train
@@ -236,6 +250,9 @@ def _train_pixels(
         model_kwargs={"input_size": list(info.image_size)},
         dataset=dataset,
         data_dir=None if data_dir is None else str(data_dir),
+        image_size=image_size,
+        train_subset=train_subset,
+        test_subset=test_subset,
         fallback_dataset=None,
         epochs=ep,
         batch_size=batch_size,

@@ -46,6 +46,7 @@ COMMANDS = (
     "models",
     "summary",
     "baseline",
+    "experiment",
 )
 
 EXIT_INTERNAL_ERROR = 1
@@ -62,6 +63,7 @@ OUTPUT_FLAGS = {
     "baseline": ("--out-dir", "out_dir"),
     "export": ("--out", "out"),
     "quantize": ("--out", "out"),
+    "experiment": ("--out", "out"),
 }
 
 

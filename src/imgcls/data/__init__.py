@@ -6,7 +6,14 @@ of normalised float32 tensors, augmented on the batch as an :class:`AugmentConfi
 :mod:`imgcls.data.datasets` for the built-in datasets and where their files are looked for.
 """
 
-from imgcls.data.datasets import BUILTINS, clear_cache, download_dataset, list_datasets, load_dataset
+from imgcls.data.datasets import (
+    BUILTINS,
+    clear_cache,
+    download_dataset,
+    list_datasets,
+    load_dataset,
+    subset,
+)
 from imgcls.data.folder import FolderDataset
 from imgcls.data.idx import read_idx, write_idx
 from imgcls.data.info import DatasetInfo, InMemoryDataset
@@ -31,5 +38,6 @@ __all__ = [
     "make_loader",
     "normalize",
     "read_idx",
+    "subset",
     "write_idx",
 ]

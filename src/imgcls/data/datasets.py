@@ -47,6 +47,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +74,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "search_dirs",
+    "subset",
 ]
 
 log = logging.getLogger(__name__)
@@ -538,6 +540,24 @@ def _hold_out(dataset: InMemoryDataset, split: str, fraction: float, seed: int) 
     idx = torch.from_numpy(kept if split == "train" else held)
     if len(idx) == 0:
         raise DataError(f"dataset '{dataset.info.name}' is too small to hold out a validation split")
+    return InMemoryDataset(dataset.images[idx], dataset.labels[idx], dataset.info, dataset.skipped)
+
+
+def subset(dataset: Any, share: float, seed: int = 0) -> InMemoryDataset:
+    """A seeded, stratified ``share`` (in (0, 1]) of an in-memory dataset: each class keeps about ``share`` of
+    its images (at least one), so 10% of Fashion-MNIST is 600 images of each class."""
+    if not isinstance(dataset, InMemoryDataset):
+        raise ConfigError(
+            f"dataset '{dataset.info.name}' streams from disk: a subset works on in-memory datasets only "
+            "(drop train_subset / test_subset)"
+        )
+    if not 0.0 < share <= 1.0:
+        raise ConfigError(f"a subset's share must be in (0, 1], got {share}")
+    if share >= 1.0:
+        return dataset
+    # stratified_split holds out ceil(N * share) images, spread over the classes: they are the subset.
+    _, chosen = stratified_split(dataset.labels.numpy(), share, seed)
+    idx = torch.from_numpy(chosen)
     return InMemoryDataset(dataset.images[idx], dataset.labels[idx], dataset.info, dataset.skipped)
 
 

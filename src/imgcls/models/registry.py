@@ -26,6 +26,7 @@ __all__ = [
     "get_model_spec",
     "list_models",
     "register_model",
+    "unregister_model",
 ]
 
 
@@ -108,6 +109,11 @@ def register_model(spec: ModelSpec) -> ModelSpec:
         raise ValueError(f"model '{spec.name}' is registered twice")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister_model(name: str) -> None:
+    """Remove ``name`` (a network registered for a while, e.g. by an experiment); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
 
 
 def _ensure_loaded() -> None:

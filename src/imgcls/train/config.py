@@ -36,6 +36,10 @@ class TrainConfig:
     # Share of the training images held out for validation (best epoch, early stopping); the test split is
     # evaluated once, at the end. 0: no validation split (a folder's own val/ is still used).
     val_fraction: float = 0.1
+    # Train (test) on a seeded, stratified share of the training (test) split: 1.0 keeps all of it. For
+    # learning curves (the same model on 10%, 30%, 100% of the data) and quick experiments.
+    train_subset: float = 1.0
+    test_subset: float = 1.0
     skip_bad: bool = False  # leave out unreadable images of a folder (listed in the run's skipped.txt)
     # used (with a note) when the default dataset is absent; a dataset named by the user is never swapped
     fallback_dataset: str | None = "digits"
@@ -360,6 +364,8 @@ RANGES: dict[str, Range] = {
     "eval_every": Range(1),
     "early_stop": Range(1),
     "val_fraction": Range(0, 0.9),
+    "train_subset": Range(0, 1, lo_open=True),
+    "test_subset": Range(0, 1, lo_open=True),
     "max_steps": Range(1),
     "log_every": Range(0),  # 0: only the per-epoch line
     "unfreeze_after": Range(1),  # epochs trained with the backbone frozen

@@ -37,7 +37,7 @@ import yaml
 from torch import nn
 
 import imgcls
-from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader
+from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader, subset
 from imgcls.data.info import DatasetInfo, adapt_info
 from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError
 from imgcls.evaluate import EvalResult, evaluate, match_classes
@@ -289,6 +289,12 @@ class _Trainer:
         return weight.to(self.device)
 
     def _load_split(self, split: str) -> Any:
+        cfg = self.cfg
+        dataset = self._load_whole_split(split)
+        share = {"train": cfg.train_subset, "test": cfg.test_subset}.get(split, 1.0)
+        return dataset if share >= 1.0 else subset(dataset, share, cfg.seed)
+
+    def _load_whole_split(self, split: str) -> Any:
         cfg = self.cfg
         return load_dataset(
             cfg.dataset,

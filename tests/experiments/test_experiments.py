@@ -1,0 +1,62 @@
+"""Every experiment end to end at the ``tiny`` scale (a few steps a run): report, JSON fields and plots.
+
+The numbers of the tiny scale mean nothing; what is tested here is that each experiment trains what it
+declares, computes its comparisons and writes a complete report. The computed figures (receptive fields,
+parameters, multiply-adds) do not depend on training and are checked against the papers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imgcls.experiments import RESULT_FIELDS, get_experiment, list_experiments, run_experiment
+
+SLOW = {"degradation", "compound-scaling"}  # 56-layer networks, nine EfficientNets: behind the slow marker
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in list_experiments()]
+)
+def test_tiny_run_writes_report_json_and_plots(name: str, tmp_path: Path, cache: Path) -> None:
+    report = run_experiment(name, "tiny", tmp_path / name, cache)
+    results = json.loads((tmp_path / name / "results.json").read_text())
+    assert set(RESULT_FIELDS) <= set(results)
+    exp = get_experiment(name)
+    assert results["experiment"] == name and results["claim"] == exp.claim and results["scale"] == "tiny"
+    assert len(results["runs"]) == len(exp.runs("tiny"))
+    assert results["comparisons"] and results["held"] == all(c["held"] for c in results["comparisons"])
+    assert report.held == results["held"] and report.verdict == results["verdict"]
+    assert results["plots"]
+    for plot in results["plots"]:
+        png = tmp_path / name / plot
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    md = (tmp_path / name / "report.md").read_text()
+    assert exp.claim in md and "| quantity | expected | paper | ours | same direction? |" in md
+    assert all(f"]({plot})" in md for plot in results["plots"])
+
+
+def test_receptive_fields_and_weights_match_vgg_section_2_3() -> None:
+    from imgcls.experiments.receptive_field import block_figures
+
+    three = block_figures(3, 3, channels=8, side=16)
+    seven = block_figures(7, 1, channels=8, side=16)
+    assert three["field_computed"] == three["field_measured"] == 7 == seven["field_measured"]
+    assert (three["params_per_c2"], seven["params_per_c2"]) == (27, 49)  # "27 C^2 vs 49 C^2"
+    assert block_figures(3, 2, channels=8, side=16)["field_measured"] == 5
+
+
+def test_inception_3a_costs_what_table_1_says() -> None:
+    from imgcls.experiments.bottleneck import module_figures
+
+    reduced, naive = module_figures(True), module_figures(False)
+    assert round(reduced["macs"] / 1e6) == 128  # Table 1: 128M operations
+    assert reduced["out_chs"] == 256 and naive["out_chs"] == 64 + 128 + 32 + 192
+    assert naive["macs"] > 2 * reduced["macs"]
