@@ -144,3 +144,16 @@ def test_auto_class_weights_balance_an_imbalanced_training_set(tmp_path: Path) -
         logits, labels, weight=trainer.class_weight, label_smoothing=trainer.cfg.label_smoothing
     )
     assert torch.allclose(loss, weighted)  # the loss the optimizer sees is the weighted one
+
+
+def test_a_run_from_before_validation_resumes_and_reports_its_last_weights(
+    tiny_fmnist: Path, tmp_path: Path
+) -> None:
+    first = train(_cfg(tiny_fmnist, tmp_path, epochs=1, val_fraction=0.0))
+    state_path = first.run_dir / "state.pt"
+    state = torch.load(state_path, weights_only=True)
+    for row in state["history"]:  # what such a run's history held: test metrics every few epochs
+        row.update(test_loss=1.0, test_acc=0.5, test_top5=0.9)
+    torch.save(state, state_path)
+    r = train(TrainConfig(resume=str(first.run_dir), epochs=2, progress=False))  # one epoch more
+    assert len(r.history) == 2 and (r.weights, r.best_epoch, r.val_acc) == ("last", None, None)

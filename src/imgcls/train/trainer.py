@@ -696,6 +696,8 @@ class _Trainer:
         weights = "best" if (self.run_dir / ckpt.WEIGHTS_BEST).is_file() else "last"
         test = self._evaluate(self.test_loader, self._reported_model(weights))
         best_row = _best_row(history)
+        if best_row is not None and "val_acc" not in best_row:  # a run from before validation, resumed
+            best_row = None
         total = time.perf_counter() - self.t_start
         result = TrainResult(
             run_dir=self.run_dir,
