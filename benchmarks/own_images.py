@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -102,14 +103,9 @@ def run_one(folder: Path, seed: int, out: Path, overrides: dict) -> tuple[float,
         | overrides
     )
     r = train(cfg)
-    settings = {"batch": r_cfg(r, "batch_size"), "lr": r_cfg(r, "lr"), "epochs": r_cfg(r, "epochs")}
+    saved = yaml.safe_load((r.run_dir / "config.yaml").read_text())  # the settings auto chose
+    settings = {"batch": saved["batch_size"], "lr": saved["lr"], "epochs": saved["epochs"]}
     return 100 * r.test_acc, time.perf_counter() - t0, settings
-
-
-def r_cfg(result, key: str):
-    import yaml
-
-    return yaml.safe_load((result.run_dir / "config.yaml").read_text())[key]
 
 
 def main() -> None:
