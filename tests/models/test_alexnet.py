@@ -3,6 +3,7 @@ layer sizes, initialisation, the small-image form and ZFNet's filter renormalisa
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -169,3 +170,15 @@ def test_zfnet_filter_renormalisation() -> None:
     rms = conv.weight.detach().pow(2).mean(dim=(1, 2, 3)).sqrt()
     torch.testing.assert_close(rms[1], torch.tensor(0.1))
     torch.testing.assert_close(conv.weight[[0, 2]].detach(), before[[0, 2]])  # small filters untouched
+
+
+@pytest.mark.parametrize(
+    "name,error",
+    [("zfnet", "38.4% top-1"), ("alexnet_paper_2gpu", "40.7% / 18.2% top-1")],
+)
+def test_stored_top1_is_the_quoted_table_2_error(name: str, error: str) -> None:
+    """The spec's top-1 is 100 minus the Table 2 error the family docstring quotes: data and prose agree."""
+    spec = get_model_spec(name)
+    module = importlib.import_module(f"imgcls.models.{spec.family}")
+    assert error in " ".join((module.__doc__ or "").split())
+    assert spec.top1 == pytest.approx(100 - float(error.split("%")[0]))
