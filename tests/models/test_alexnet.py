@@ -182,3 +182,27 @@ def test_stored_top1_is_the_quoted_table_2_error(name: str, error: str) -> None:
     module = importlib.import_module(f"imgcls.models.{spec.family}")
     assert error in " ".join((module.__doc__ or "").split())
     assert spec.top1 == pytest.approx(100 - float(error.split("%")[0]))
+
+
+def test_zfnet_declares_its_filter_renormalisation_as_post_step() -> None:
+    """Training zfnet applies Sec. 3's cap by default: the spec's hook, which the trainer calls after each
+    step, rescales every conv filter over RMS 0.1; AlexNet declares none."""
+    assert get_model_spec("alexnet_paper").post_step is None
+    hook = get_model_spec("zfnet").post_step
+    assert hook is not None
+    torch.manual_seed(0)
+    model = _narrow("zfnet")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        convs[1].weight.mul_(100.0)  # conv2's filters at RMS ~1
+    hook(model)
+    rms = [m.weight.detach().pow(2).mean(dim=(1, 2, 3)).sqrt() for m in convs]
+    torch.testing.assert_close(rms[1], torch.full_like(rms[1], 0.1))
+    assert all(float(r.max()) < 0.05 for r in rms[:1] + rms[2:])  # N(0, 0.01^2) filters untouched
+
+
+def test_zfnet_initialisation_has_zero_biases() -> None:
+    torch.manual_seed(0)
+    layers = [m for m in _narrow("zfnet").modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert all(float(m.bias.detach().abs().max()) == 0.0 for m in layers)  # Sec. 3: "biases set to 0"
+    assert abs(float(layers[1].weight.detach().std()) - 0.01) < 1e-3

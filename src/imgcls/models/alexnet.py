@@ -58,7 +58,7 @@ class AlexNetConfig:
     """An AlexNet-style network: five convolutions, three fully connected layers.
 
     ``convs`` rows are ``(out_chs, kernel, stride, padding, groups)`` for conv1..conv5. Shared with ZFNet
-    (:mod:`imgcls.models.zfnet`), which changes only the first two rows, the pooling mode and the init.
+    (:mod:`imgcls.models.zfnet`), which changes the first two rows, the pooling mode and the biases.
     """
 
     convs: tuple[tuple[int, int, int, int, int], ...]
@@ -71,7 +71,10 @@ class AlexNetConfig:
     hidden: int = 4096
     drop_rate: float = 0.5
     dropout_on_inputs: bool = False  # torchvision: Dropout before fc6 / fc7; paper: after their ReLU
-    init: Literal["torchvision", "alexnet", "zfnet"] = "alexnet"
+    # "normal": N(0, 0.01^2) weights, biases 0 except in ``unit_bias``; "torchvision": PyTorch's default init.
+    init: Literal["torchvision", "normal"] = "normal"
+    # Weight layers (conv1..conv5, fc6..fc8 numbered 0..7) whose bias starts at 1: Krizhevsky 2012, Sec. 5.
+    unit_bias: tuple[int, ...] = (1, 3, 4, 5, 6)
 
 
 # The paper has no table of variants; the rows below are Sec. 3.5 / Fig. 2 (one tower and the two-GPU
@@ -158,25 +161,17 @@ class AlexNet(nn.Module):
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def init_weights(self) -> None:
-        """The config's ``init``:
-
-        - ``alexnet``: N(0, 0.01^2) weights; bias 1 in conv2/4/5 and fc6/7, 0 elsewhere (Krizhevsky 2012,
-          Sec. 5).
-        - ``zfnet``: N(0, 0.01^2) weights ("initialized to 10^-2"), biases 0 (Zeiler & Fergus 2013, Sec. 3).
-        - ``torchvision``: PyTorch's default init, which torchvision's AlexNet keeps.
+        """The config's ``init``: ``normal`` draws N(0, 0.01^2) weights and sets the biases of the layers in
+        ``unit_bias`` to 1, the others to 0 (Krizhevsky 2012, Sec. 5, with the default ``unit_bias``);
+        ``torchvision`` keeps PyTorch's default init, as torchvision's AlexNet does.
         """
         if self.cfg.init == "torchvision":
             return
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
         linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
-        ones = (
-            ({id(convs[i]) for i in (1, 3, 4)} | {id(m) for m in linears[:2]})
-            if self.cfg.init == "alexnet"
-            else set()
-        )
-        for m in convs + linears:
+        for i, m in enumerate(convs + linears):  # conv1..conv5, fc6..fc8 (fc8 absent without a classifier)
             nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.constant_(m.bias, 1.0 if id(m) in ones else 0.0)
+            nn.init.constant_(m.bias, 1.0 if i in self.cfg.unit_bias else 0.0)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[-1] = self._make_fc(num_classes)
