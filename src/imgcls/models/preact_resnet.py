@@ -167,8 +167,8 @@ VARIANTS: dict[str, tuple[PreActResNetConfig, int, str]] = {
     "preact_resnet18": (
         PreActResNetConfig(layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), final_norm=True),
         11_172_170,
-        "counted: CIFAR PreAct-ResNet-18 (3x3 stem, [2,2,2,2] pre-act blocks, 1x1 projections) with the paper's "
-        "final BN-ReLU (Sec. 4)",
+        "counted: CIFAR PreAct-ResNet-18 (3x3 stem, [2,2,2,2] pre-act blocks, 1x1 projections) with "
+        "the paper's final BN-ReLU (Sec. 4)",
     ),
 }
 
