@@ -1,5 +1,6 @@
-"""AlexNet and ZFNet specifics: torchvision layout and function, the paper's LRN, the two-GPU split,
-layer sizes, initialisation, the small-image form and ZFNet's filter renormalisation."""
+"""AlexNet and ZFNet specifics: torchvision layout and function, the paper's LRN and the input scale its
+constants need (GoogLeNet's too), the two-GPU split, layer sizes, initialisation, the small-image form and
+ZFNet's filter renormalisation."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from imgcls.models import count_params, create_model, get_model_spec
 from imgcls.models.alexnet import AlexNet, AlexNetConfig
+from imgcls.models.googlenet import GoogLeNet
 from imgcls.models.layers.lrn import LocalResponseNorm
 from imgcls.models.zfnet import renormalize_filters_
 
@@ -206,3 +208,53 @@ def test_zfnet_initialisation_has_zero_biases() -> None:
     layers = [m for m in _narrow("zfnet").modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert all(float(m.bias.detach().abs().max()) == 0.0 for m in layers)  # Sec. 3: "biases set to 0"
     assert abs(float(layers[1].weight.detach().std()) - 0.01) < 1e-3
+
+
+def _standardised_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Images as imgcls's loader feeds them (zero mean, unit std per channel), with the spatial correlation of
+    natural images: smooth structure at 1/8 of the side plus fine detail."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(n, 3, size // 8, size // 8, generator=g)
+    x = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    x = x + 0.3 * torch.randn(n, 3, size, size, generator=g)
+    return (x - x.mean((0, 2, 3), keepdim=True)) / x.std((0, 2, 3), keepdim=True)
+
+
+def _first_lrn_divisor(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the model's first LRN divides each clearly positive response by, relative to k^beta (1: no effect)."""
+    lrn = next(m for m in model.modules() if isinstance(m, LocalResponseNorm))
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        seen["in"], seen["out"] = inputs[0], out
+        raise StopIteration  # nothing past the first LRN is needed
+
+    handle = lrn.register_forward_hook(grab)
+    try:
+        with torch.no_grad(), pytest.raises(StopIteration):
+            model.eval()(x)
+    finally:
+        handle.remove()
+    a, b = seen["in"], seen["out"]
+    keep = a > 1e-3 * a.max()
+    return (a[keep] / b[keep]) / lrn.k**lrn.beta
+
+
+@pytest.mark.parametrize("name,size", [("alexnet_paper", 227), ("zfnet", 224), ("googlenet_paper", 224)])
+def test_lrn_normalises_standardised_images_at_init(name: str, size: int) -> None:
+    """With the papers' input scale restored (``input_scale``), the first LRN divides high-energy positions by
+    clearly more than low-energy ones already at init; fed standardised pixels as they are, it would divide
+    every response by k^beta, within 1e-4: a constant scale, not a normalisation."""
+    cfg = get_model_spec(name).kwargs["cfg"]
+    assert cfg.input_scale == pytest.approx(255 * 0.226)
+    x = _standardised_images(4, size)
+    spread = {}
+    for scale in (cfg.input_scale, None):
+        torch.manual_seed(0)
+        if name == "googlenet_paper":
+            model: nn.Module = GoogLeNet(replace(cfg, input_scale=scale), num_classes=10, aux_logits=False)
+        else:
+            model = AlexNet(replace(cfg, hidden=16, input_scale=scale), num_classes=10)
+        spread[scale] = float(_first_lrn_divisor(model, x).quantile(0.99)) - 1
+    assert spread[cfg.input_scale] > 0.03  # the strongest 1% of responses damped by over 3% more (6-10%)
+    assert spread[None] < 1e-3

@@ -19,6 +19,9 @@ Departures from the paper, and why:
   ceil-mode pooling; the paper does not list paddings, so we use those two, which reproduce every side.
 - "Contrast normalisation across feature maps" is given without constants; we use the AlexNet paper's local
   response normalisation (n=5, k=2, alpha=1e-4, beta=0.75), which the paper cites for this operation.
+- Input scale: the paper's images are 0-255 pixels minus the per-pixel mean (Sec. 3.1), the scale its LRN
+  constants, init and filter radius are set for; as for AlexNet (:mod:`imgcls.models.alexnet`), the model
+  multiplies its standardised input by ``RAW_PIXEL_SCALE`` (``input_scale``) to get that scale back.
 - Initialisation: "all weights initialized to 10^-2 and biases set to 0" (Sec. 3) is read as N(0, 0.01^2)
   weights (a constant would leave every filter identical), biases 0.
 - The training-time filter renormalisation (Sec. 3: any conv filter whose RMS exceeds 0.1 is rescaled to RMS
@@ -36,6 +39,7 @@ from torch import nn
 
 from imgcls.models.alexnet import AlexNet, AlexNetConfig
 from imgcls.models.layers.filter_rms import renormalize_filters_
+from imgcls.models.layers.lrn import RAW_PIXEL_SCALE
 from imgcls.models.registry import ModelSpec, register_model
 
 __all__ = ["FILTER_RMS_RADIUS", "VARIANTS", "renormalize_filters_", "renormalize_after_step"]
@@ -58,6 +62,7 @@ VARIANTS: dict[str, tuple[AlexNetConfig, int, str, float]] = {
             lrn_before_pool=False,  # Fig. 3: conv -> ReLU -> pool -> contrast norm
             pool_ceil_mode=True,
             unit_bias=(),  # Sec. 3: "biases set to 0"
+            input_scale=RAW_PIXEL_SCALE,  # Sec. 3.1: mean-subtracted 0-255 pixels
         ),
         62_357_608,
         "Zeiler & Fergus 2013, Fig. 3 (counted from the layer sizes); top-1: Table 2, 1 convnet, val",
