@@ -1,8 +1,10 @@
-"""AlexNet and ZFNet specifics: torchvision layout and function, the paper's LRN, the two-GPU split,
-layer sizes, initialisation, the small-image form and ZFNet's filter renormalisation."""
+"""AlexNet and ZFNet specifics: torchvision layout and function, the paper's LRN and the input scale its
+constants need (GoogLeNet's too), the two-GPU split, layer sizes, initialisation, the small-image form and
+ZFNet's filter renormalisation."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +16,7 @@ from torch import nn
 
 from imgcls.models import count_params, create_model, get_model_spec
 from imgcls.models.alexnet import AlexNet, AlexNetConfig
+from imgcls.models.googlenet import GoogLeNet
 from imgcls.models.layers.lrn import LocalResponseNorm
 from imgcls.models.zfnet import renormalize_filters_
 
@@ -169,3 +172,89 @@ def test_zfnet_filter_renormalisation() -> None:
     rms = conv.weight.detach().pow(2).mean(dim=(1, 2, 3)).sqrt()
     torch.testing.assert_close(rms[1], torch.tensor(0.1))
     torch.testing.assert_close(conv.weight[[0, 2]].detach(), before[[0, 2]])  # small filters untouched
+
+
+@pytest.mark.parametrize(
+    "name,error",
+    [("zfnet", "38.4% top-1"), ("alexnet_paper_2gpu", "40.7% / 18.2% top-1")],
+)
+def test_stored_top1_is_the_quoted_table_2_error(name: str, error: str) -> None:
+    """The spec's top-1 is 100 minus the Table 2 error the family docstring quotes: data and prose agree."""
+    spec = get_model_spec(name)
+    module = importlib.import_module(f"imgcls.models.{spec.family}")
+    assert error in " ".join((module.__doc__ or "").split())
+    assert spec.top1 == pytest.approx(100 - float(error.split("%")[0]))
+
+
+def test_zfnet_declares_its_filter_renormalisation_as_post_step() -> None:
+    """Training zfnet applies Sec. 3's cap by default: the spec's hook, which the trainer calls after each
+    step, rescales every conv filter over RMS 0.1; AlexNet declares none."""
+    assert get_model_spec("alexnet_paper").post_step is None
+    hook = get_model_spec("zfnet").post_step
+    assert hook is not None
+    torch.manual_seed(0)
+    model = _narrow("zfnet")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        convs[1].weight.mul_(100.0)  # conv2's filters at RMS ~1
+    hook(model)
+    rms = [m.weight.detach().pow(2).mean(dim=(1, 2, 3)).sqrt() for m in convs]
+    torch.testing.assert_close(rms[1], torch.full_like(rms[1], 0.1))
+    assert all(float(r.max()) < 0.05 for r in rms[:1] + rms[2:])  # N(0, 0.01^2) filters untouched
+
+
+def test_zfnet_initialisation_has_zero_biases() -> None:
+    torch.manual_seed(0)
+    layers = [m for m in _narrow("zfnet").modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert all(float(m.bias.detach().abs().max()) == 0.0 for m in layers)  # Sec. 3: "biases set to 0"
+    assert abs(float(layers[1].weight.detach().std()) - 0.01) < 1e-3
+
+
+def _standardised_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Images as imgcls's loader feeds them (zero mean, unit std per channel), with the spatial correlation of
+    natural images: smooth structure at 1/8 of the side plus fine detail."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(n, 3, size // 8, size // 8, generator=g)
+    x = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    x = x + 0.3 * torch.randn(n, 3, size, size, generator=g)
+    return (x - x.mean((0, 2, 3), keepdim=True)) / x.std((0, 2, 3), keepdim=True)
+
+
+def _first_lrn_divisor(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the model's first LRN divides each clearly positive response by, relative to k^beta (1: no effect)."""
+    lrn = next(m for m in model.modules() if isinstance(m, LocalResponseNorm))
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        seen["in"], seen["out"] = inputs[0], out
+        raise StopIteration  # nothing past the first LRN is needed
+
+    handle = lrn.register_forward_hook(grab)
+    try:
+        with torch.no_grad(), pytest.raises(StopIteration):
+            model.eval()(x)
+    finally:
+        handle.remove()
+    a, b = seen["in"], seen["out"]
+    keep = a > 1e-3 * a.max()
+    return (a[keep] / b[keep]) / lrn.k**lrn.beta
+
+
+@pytest.mark.parametrize("name,size", [("alexnet_paper", 227), ("zfnet", 224), ("googlenet_paper", 224)])
+def test_lrn_normalises_standardised_images_at_init(name: str, size: int) -> None:
+    """With the papers' input scale restored (``input_scale``), the first LRN divides high-energy positions by
+    clearly more than low-energy ones already at init; fed standardised pixels as they are, it would divide
+    every response by k^beta, within 1e-4: a constant scale, not a normalisation."""
+    cfg = get_model_spec(name).kwargs["cfg"]
+    assert cfg.input_scale == pytest.approx(255 * 0.226)
+    x = _standardised_images(4, size)
+    spread = {}
+    for scale in (cfg.input_scale, None):
+        torch.manual_seed(0)
+        if name == "googlenet_paper":
+            model: nn.Module = GoogLeNet(replace(cfg, input_scale=scale), num_classes=10, aux_logits=False)
+        else:
+            model = AlexNet(replace(cfg, hidden=16, input_scale=scale), num_classes=10)
+        spread[scale] = float(_first_lrn_divisor(model, x).quantile(0.99)) - 1
+    assert spread[cfg.input_scale] > 0.03  # the strongest 1% of responses damped by over 3% more (6-10%)
+    assert spread[None] < 1e-3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models import create_model
@@ -127,12 +128,19 @@ def test_larger_input_than_the_tables_is_a_clear_error() -> None:
     )
 
 
-def test_counts_round_to_the_paper_figures() -> None:
+def test_counts_with_the_pre_logits_layer_round_to_the_paper_figures() -> None:
     for name, v in VARIANTS.items():
-        assert v.num_params / 1e6 == pytest.approx(v.paper_params_m, rel=0.01), name
+        d4 = v.cfg.dims[-1]
+        with_head = v.num_params + d4 * d4 + d4  # Linear(D4, D4) with bias
+        assert with_head / 1e6 == pytest.approx(v.paper_params_m, rel=0.01), name
+        assert v.num_params / 1e6 == pytest.approx(v.paper_params_m, rel=0.025), name  # 0.9-2.2 % under
 
 
-def test_pre_logits_layer_is_what_makes_25_036_820() -> None:
+def test_pre_logits_layer_is_off_by_default_and_makes_25_036_820() -> None:
     with torch.device("meta"):
-        plain = create_model("coatnet_0", head_hidden=False)
-    assert sum(p.numel() for p in plain.parameters()) == 25_036_820 - 768 * 768 - 768 == 24_446_228
+        plain = create_model("coatnet_0")
+        hidden = create_model("coatnet_0", head_hidden=True)
+    assert isinstance(plain.pre_logits, nn.Identity)
+    assert sum(p.numel() for p in plain.parameters()) == VARIANTS["coatnet_0"].num_params == 24_446_228
+    assert [type(m) for m in hidden.pre_logits] == [nn.Linear, nn.Tanh]
+    assert sum(p.numel() for p in hidden.parameters()) == 24_446_228 + 768 * 768 + 768 == 25_036_820

@@ -15,13 +15,14 @@ TINY = PreActResNetConfig(layers=(1, 2, 1), widths=(4, 8, 16), stem_width=4)
 def test_parameter_count_with_and_without_the_final_bn() -> None:
     with torch.device("meta"):
         model = create_model("preact_resnet18", num_classes=10)
-        paper = PreActResNet(PreActResNetConfig(final_norm=True), num_classes=10)
-    # The registered form is the common CIFAR PreAct-ResNet-18, without the paper's final BN-ReLU ...
-    assert count_params(model) == get_model_spec("preact_resnet18").num_params == 11_171_146
-    assert isinstance(model.norm, nn.Identity)
-    # ... which adds one 512-channel BN (2 x 512 parameters).
-    assert count_params(paper) == 11_172_170 == count_params(model) + 2 * 512
-    assert isinstance(paper.norm, nn.BatchNorm2d)
+        common = PreActResNet(PreActResNetConfig(final_norm=False), num_classes=10)
+    # The registered form has the paper's final BN-ReLU (Sec. 4) ...
+    assert count_params(model) == get_model_spec("preact_resnet18").num_params == 11_172_170
+    assert isinstance(model.norm, nn.BatchNorm2d) and isinstance(model.act, nn.ReLU)
+    # ... one 512-channel BN (2 x 512 parameters) more than the widely copied CIFAR form without it.
+    assert count_params(common) == 11_171_146 == count_params(model) - 2 * 512
+    assert isinstance(common.norm, nn.Identity)
+    assert "norm.weight" in model.state_dict() and "norm.weight" not in common.state_dict()
 
 
 def test_projection_shortcuts_only_where_the_shape_changes() -> None:
@@ -75,12 +76,15 @@ def test_first_block_splits_after_the_activation() -> None:
 
 
 def test_final_bn_relu_before_pooling() -> None:
-    model = PreActResNet(TINY, num_classes=3, in_chans=1).eval()
+    torch.manual_seed(0)
+    model = create_model("preact_resnet18", num_classes=3, in_chans=1).eval()
+    seen: dict[str, torch.Tensor] = {}
+    model.norm.register_forward_hook(lambda m, i, o: seen.__setitem__("norm_in", i[0]))
     with torch.no_grad():
         feats = model.forward_features(torch.randn(2, 1, 28, 28))
-    assert feats.shape == (2, 16, 7, 7)  # 28 -> 28 -> 14 -> 7
-    assert feats.min() >= 0  # ends in ReLU
-    assert isinstance(model.norm, nn.BatchNorm2d)
+        assert feats.shape == (2, 512, 4, 4)  # 28 -> 28 -> 14 -> 7 -> 4
+        assert seen["norm_in"].min() < 0  # the last addition has negative entries ...
+        torch.testing.assert_close(feats, torch.relu(model.norm(seen["norm_in"])))  # ... BN-ReLU'd to pool
 
 
 def test_drop_path_rates_decay_linearly_and_vanish_at_eval() -> None:

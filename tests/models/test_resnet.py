@@ -256,3 +256,52 @@ def test_bad_configs_raise_clear_errors() -> None:
         ResNet(TINY, drop_path_rate=1.0)
     with pytest.raises(ConfigError, match="does not take"):
         create_model("resnet18", small_inputs=True)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+def test_plain_net_is_the_residual_net_without_its_shortcuts(name: str) -> None:
+    """The degradation comparison's plain nets (He et al. 2015, Table 2): same layers, no shortcut at all."""
+    with torch.device("meta"):
+        residual = create_model(name)
+        plain = create_model(name, residual=False)
+    projections = sum(
+        count_params(b.downsample) for b in residual.modules() if getattr(b, "downsample", None)
+    )
+    assert projections == 173_824  # three 1x1 conv + BN, into 128, 256 and 512 channels
+    # The paper's plain nets have no projection either: the residual net's parameters minus them, which its
+    # option-A (zero-padding) residual nets match exactly.
+    assert count_params(plain) == count_params(residual) - projections
+    assert [n for n, _ in plain.named_parameters()] == [
+        n for n, _ in residual.named_parameters() if ".downsample." not in n
+    ]
+
+
+def test_plain_net_adds_no_identity() -> None:
+    """Silence every block's last BN: a residual net still carries the stem's signal along its identities, a
+    plain net outputs zeros (nothing is added after the branch)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    out = {}
+    for residual in (True, False):
+        model = ResNet(dataclasses.replace(TINY, residual=residual), num_classes=3).eval()
+        blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+        assert all(b.residual is residual for b in blocks)
+        with torch.no_grad():
+            for b in blocks:
+                b.bn2.weight.zero_()
+                b.bn2.bias.zero_()
+            out[residual] = model.forward_features(x)
+    assert out[True].abs().sum() > 0
+    assert not out[False].any()
+
+
+def test_plain_nets_refuse_what_needs_a_residual_branch() -> None:
+    from imgcls.errors import ConfigError
+
+    plain = dataclasses.replace(TINY, residual=False)
+    with pytest.raises(ConfigError, match="basic blocks only"):
+        ResNet(dataclasses.replace(TINY_BOTTLENECK, residual=False))
+    with pytest.raises(ConfigError, match="plain net"):
+        ResNet(plain, drop_path_rate=0.1)
+    with pytest.raises(ConfigError, match="plain net"):
+        ResNet(plain, zero_init_residual=True)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
+from imgcls.errors import ConfigError
 from imgcls.models import create_model, load_pretrained
 from imgcls.models.swin import (
     MASK_VALUE,
@@ -101,16 +103,44 @@ def test_regular_window_attention_is_local() -> None:
     assert torch.equal(changed, expected)
 
 
-def test_windows_pad_and_skip_shift_on_small_maps() -> None:
+def test_relative_position_index_of_a_window_smaller_than_its_table() -> None:
+    # A 2 x 2 window in a table sized for 3 x 3 windows (5 x 5 offsets): offset (dr, dc) -> (dr + 2) * 5 + dc + 2.
+    expected = torch.tensor([[12, 11, 7, 6], [13, 12, 8, 7], [17, 16, 12, 11], [18, 17, 13, 12]])
+    assert torch.equal(relative_position_index(2, 3), expected.flatten())
+    with pytest.raises(ConfigError, match="does not fit"):
+        relative_position_index(4, 3)
+
+
+def test_a_map_smaller_than_the_window_shrinks_it_and_drops_the_shift() -> None:
+    """The official code's rule: min(H, W) <= M -> one window of side min(H, W), no shift, no padded tokens."""
     torch.manual_seed(0)
     attn = ShiftedWindowAttention(dim=8, num_heads=2, window_size=4, shift_size=2).eval()
-    x = torch.randn(2, 3, 3, 8)  # smaller than one window: padded to 4 x 4, no shift
+    nn.init.normal_(attn.relative_position_bias_table)  # a visible bias
+    # What the official code builds for a 3 x 3 map: a 3 x 3 window, unshifted, with its own 5 x 5 table,
+    # here holding the central offsets of the 7 x 7 one.
+    official = ShiftedWindowAttention(dim=8, num_heads=2, window_size=3, shift_size=0).eval()
+    state = attn.state_dict()
+    central = [(r + 1) * 7 + c + 1 for r in range(5) for c in range(5)]
+    state["relative_position_bias_table"] = state["relative_position_bias_table"][central]
+    state["relative_position_index"] = official.relative_position_index
+    official.load_state_dict(state)
+    x = torch.randn(2, 3, 3, 8)
     with torch.no_grad():
         y, maps = attn(x, return_attn=True)
-        plain = ShiftedWindowAttention(dim=8, num_heads=2, window_size=4, shift_size=0).eval()
-        plain.load_state_dict(attn.state_dict())
-        torch.testing.assert_close(plain(x), y)
-    assert y.shape == (2, 3, 3, 8) and maps.shape == (2, 2, 16, 16)
+        torch.testing.assert_close(y, official(x))
+    assert y.shape == (2, 3, 3, 8) and maps.shape == (2, 2, 9, 9)  # 9 tokens: no padding joins the window
+    with torch.no_grad():  # a 2 x 6 map: 2 x 2 windows, three of them per image
+        _, maps = attn(torch.randn(1, 2, 6, 8), return_attn=True)
+    assert maps.shape == (3, 2, 4, 4)
+
+
+def test_small_input_stages_use_the_shrunk_windows() -> None:
+    model = create_model("swin_t_patch2_window4_32", num_classes=10).eval()
+    with torch.no_grad():
+        maps = model.attention_maps(torch.randn(1, 3, 32, 32))
+    # Grids 16, 8, 4, 2 in 4 x 4 windows: 16, 4 and 1 windows of 16 tokens, then one 2 x 2 window of 4 tokens.
+    windows = [(m.shape[0], m.shape[-1]) for m in maps]
+    assert windows == [(16, 16)] * 2 + [(4, 16)] * 2 + [(1, 16)] * 6 + [(1, 4)] * 2
 
 
 def test_patch_merging_halves_resolution_and_doubles_channels() -> None:

@@ -131,6 +131,19 @@ def test_reset_classifier_is_zero_initialised() -> None:
     assert not model(torch.randn(2, 3, 16, 16)).any()  # a fine-tuning run starts from uniform predictions
 
 
+def test_patch_embedding_is_lecun_normal_as_jax_draws_it() -> None:
+    """The reference code's patch embedding: std sqrt(1 / fan_in) after truncation at 2 / 0.8796 of it."""
+    torch.manual_seed(0)
+    model = _tiny(patch_size=16, embed_dim=256, img_size=32)  # 256 filters of 3 x 16 x 16: 196,608 weights
+    w = model.patch_embed.proj.weight.detach()
+    target = (3 * 16 * 16) ** -0.5
+    # Sampling error of the std: about 1 / sqrt(2 * 196,608) = 0.16%; without the correction it is 0.88 x.
+    assert float(w.std()) == pytest.approx(target, rel=0.01)
+    assert float(w.abs().max()) <= 2 * target / 0.87962566103423978 + 1e-7
+    assert float(w.abs().max()) > 2 * target  # the cut sits beyond two target stds, as in jax
+    assert not model.patch_embed.proj.bias.any()
+
+
 def test_attention_maps_are_distributions() -> None:
     torch.manual_seed(0)
     model = _tiny().eval()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -10,7 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from imgcls.errors import CheckpointError, DataError
-from imgcls.models.registry import AuxOutputs
+from imgcls.models.registry import AuxOutputs, get_model_spec, register_model, unregister_model
 from imgcls.train import TrainConfig, TrainingDivergedError, load_run, train
 from imgcls.train import trainer as trainer_mod
 
@@ -215,6 +216,29 @@ def test_grad_clip_and_accumulation(tiny_fmnist: Path, tmp_path: Path) -> None:
     assert r.steps == 2  # 5 batches of 32 -> 2 optimizer steps of 2 batches each
     with pytest.raises(Exception, match="accum_steps"):
         train(_cfg(tiny_fmnist, tmp_path / "x", epochs=1, accum_steps=9))
+
+
+def test_the_specs_post_step_runs_after_every_optimizer_step(tiny_fmnist: Path, tmp_path: Path) -> None:
+    """The trainer calls the model's declared hook (ZFNet's renormalisation is one) after each step, on the
+    stepped weights: here a hook that records the step's weights and zeroes one conv bias."""
+    seen: list[float] = []
+
+    def hook(model: torch.nn.Module) -> None:
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None)
+        seen.append(float(conv.bias.detach().abs().sum()))
+        with torch.no_grad():
+            conv.bias.zero_()
+
+    spec = dataclasses.replace(get_model_spec("lenet5_modern"), name="test_post_step_lenet", post_step=hook)
+    register_model(spec)
+    try:
+        r = train(_cfg(tiny_fmnist, tmp_path, model=spec.name, epochs=1, accum_steps=2, ema_decay=None))
+    finally:
+        unregister_model(spec.name)
+    assert r.steps == 2 and len(seen) == 2  # 5 batches, a step every 2: the hook runs per step, not per batch
+    assert seen[1] > 0  # the second step moved the bias the first hook had zeroed
+    weights = load_file(r.run_dir / "last.safetensors")
+    assert any(k.endswith("bias") and v.ndim == 1 and not v.any() for k, v in weights.items())
 
 
 def test_filter_rms_limit_caps_every_conv_filter(tiny_fmnist: Path, tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ _HELP = {
     "unfreeze_after": "with --freeze-backbone: train every parameter from epoch N+1 on",
     "head_lr_mult": "the head's learning rate is --lr times this (e.g. 10 with a small --lr)",
     "sync_bn": "distributed runs on CUDA: synchronise BatchNorm statistics over the processes (not on CPUs)",
+    "filter_rms_limit": "after each optimizer step, rescale every conv filter whose RMS exceeds this (Zeiler & "
+    "Fergus 2013, sec. 3); zfnet already caps at 0.1, the paper's radius",
     "log_every": "without a progress bar (stderr not a terminal, or --no-progress): log loss, accuracy, lr and "
     "img/s every N optimizer steps; 0: only the per-epoch line",
 }

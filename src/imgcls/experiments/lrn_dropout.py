@@ -8,6 +8,8 @@ dropout the network overfits substantially. Here the zoo's one-tower ``alexnet_p
 
 Departures: the fully connected layers are 512 wide (the paper: 4096), torchvision's initialisation
 (the paper's N(0, 0.01) with unit biases barely moves in a few epochs), SGD lr 0.01 (the paper's), Fashion-MNIST.
+As in the zoo's ``alexnet_paper``, the input is rescaled to mean-subtracted 0-255 pixels (``input_scale``), the
+scale the LRN constants are set for; without it the LRN is a constant factor (:mod:`imgcls.models.layers.lrn`).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def runs(scale: Scale) -> list[Run]:
             params = recipe(scale, name, seed=s, epochs=EPOCHS[scale], lr=0.01)
             builder = functools.partial(alexnet_form, lrn, dropout)
             out.append(
-                Run(seeded(form, s), params, model=builder, model_id=f"alexnet_form({lrn}, {dropout}) v1")
+                Run(seeded(form, s), params, model=builder, model_id=f"alexnet_form({lrn}, {dropout}) v2")
             )
     return out
 

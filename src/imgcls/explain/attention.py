@@ -91,7 +91,7 @@ def window_attention(model: nn.Module, images: torch.Tensor) -> list[torch.Tenso
     """Per-window attention of a Swin model: for each block, (B, h, w), the attention each position receives
     from the other positions of its window (mean over heads and queries), laid back on the block's grid
     (windows of a shifted block are shifted back)."""
-    layers = [m for m in _attention_layers(model) if hasattr(m, "window_size") and hasattr(m, "shift_size")]
+    layers = [m for m in _attention_layers(model) if hasattr(m, "window_for")]
     if not layers:
         raise ConfigError(
             f"{type(model).__name__} has no windowed attention: per-window maps apply to swin; use "
@@ -113,12 +113,11 @@ def window_attention(model: nn.Module, images: torch.Tensor) -> list[torch.Tenso
         if id(m) not in windowed:
             continue
         H, W = sizes[id(m)]
-        ws = m.window_size
+        ws, shift = m.window_for(H, W)  # the window and shift the block used on this map
         Hp, Wp = H + (-H) % ws, W + (-W) % ws
         received = a.mean(1).mean(1)  # (B*nW, heads, N, N) -> (B*nW, N): mean over heads, then queries
         grid = window_reverse(received[..., None], ws, Hp, Wp)[..., 0]  # (B, Hp, Wp)
-        shift = (m.shift_size if ws < Hp else 0, m.shift_size if ws < Wp else 0)  # as the model shifts
-        if shift != (0, 0):
-            grid = torch.roll(grid, shifts=shift, dims=(1, 2))
+        if shift:
+            grid = torch.roll(grid, shifts=(shift, shift), dims=(1, 2))
         out.append(grid[:, :H, :W])
     return out

@@ -29,6 +29,14 @@ Departures from the paper, and why:
   with 227 (a well-known erratum).
 - The paper's variants also end the convolutions with an ``AdaptiveAvgPool2d((6, 6))``, which is the identity
   at 227x227 and lets the same weights run at other input sizes.
+- Input scale: the paper feeds raw 0-255 RGB values minus the training-set mean (Sec. 2), and its LRN
+  constants and N(0, 0.01^2) init are set for that scale; imgcls feeds standardised pixels, about 58 times
+  smaller, under which the LRN would divide by a constant. The paper forms therefore multiply their input by
+  ``RAW_PIXEL_SCALE`` = 255 x 0.226 (``AlexNetConfig.input_scale``; :mod:`imgcls.models.layers.lrn`), which
+  gives back mean-subtracted 0-255 pixels. At 227 px and at init the LRN then divides the strongest 1% of
+  conv1's responses by about 6% more than the weakest (tested; 1e-5 without the rescaling), and by more as
+  the weights grow; in the small-image form, whose 3x3 conv1 sums 27 inputs instead of 363, by under 2% at
+  init. torchvision's ``alexnet`` (no LRN) takes standardised inputs as they are.
 - The paper trains with its own loss, augmentation (crops, flips, PCA colour noise) and schedule; those belong
   to the trainer, not to the model.
 - Small-image form (``small_input=True``, picked by ``create_model(..., image_size=28 or 32)``), an adaptation
@@ -47,7 +55,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from imgcls.models.layers.lrn import LocalResponseNorm
+from imgcls.models.layers.lrn import RAW_PIXEL_SCALE, LocalResponseNorm
 from imgcls.models.registry import ModelSpec, register_model
 
 __all__ = ["AlexNet", "AlexNetConfig", "small_input_config"]
@@ -58,7 +66,7 @@ class AlexNetConfig:
     """An AlexNet-style network: five convolutions, three fully connected layers.
 
     ``convs`` rows are ``(out_chs, kernel, stride, padding, groups)`` for conv1..conv5. Shared with ZFNet
-    (:mod:`imgcls.models.zfnet`), which changes only the first two rows, the pooling mode and the init.
+    (:mod:`imgcls.models.zfnet`), which changes the first two rows, the pooling mode and the biases.
     """
 
     convs: tuple[tuple[int, int, int, int, int], ...]
@@ -71,7 +79,13 @@ class AlexNetConfig:
     hidden: int = 4096
     drop_rate: float = 0.5
     dropout_on_inputs: bool = False  # torchvision: Dropout before fc6 / fc7; paper: after their ReLU
-    init: Literal["torchvision", "alexnet", "zfnet"] = "alexnet"
+    # "normal": N(0, 0.01^2) weights, biases 0 except in ``unit_bias``; "torchvision": PyTorch's default init.
+    init: Literal["torchvision", "normal"] = "normal"
+    # Weight layers (conv1..conv5, fc6..fc8 numbered 0..7) whose bias starts at 1: Krizhevsky 2012, Sec. 5.
+    unit_bias: tuple[int, ...] = (1, 3, 4, 5, 6)
+    # Multiply the (standardised) input by this first; RAW_PIXEL_SCALE gives the 0-255 pixels the paper's LRN
+    # constants and init assume (imgcls.models.layers.lrn). None: feed the input as it is (torchvision).
+    input_scale: float | None = None
 
 
 # The paper has no table of variants; the rows below are Sec. 3.5 / Fig. 2 (one tower and the two-GPU
@@ -87,12 +101,12 @@ _PAPER_2GPU_CONVS = tuple(
 # name: (config, input size, parameters at 1000 classes, source, top-1 %, GFLOPs)
 VARIANTS: dict[str, tuple[AlexNetConfig, int, int, str, float | None, float | None]] = {
     "alexnet_paper": (
-        AlexNetConfig(_PAPER_CONVS, lrn_after=(0, 1)),
+        AlexNetConfig(_PAPER_CONVS, lrn_after=(0, 1), input_scale=RAW_PIXEL_SCALE),
         227, 62_378_344, "Krizhevsky et al. 2012, Sec. 3 / Fig. 2, one tower (counted from the layer sizes)",
         None, None,
     ),
     "alexnet_paper_2gpu": (
-        AlexNetConfig(_PAPER_2GPU_CONVS, lrn_after=(0, 1), lrn_groups=2),
+        AlexNetConfig(_PAPER_2GPU_CONVS, lrn_after=(0, 1), lrn_groups=2, input_scale=RAW_PIXEL_SCALE),
         227, 60_965_224,
         "Krizhevsky et al. 2012, Sec. 3 / Fig. 2, two GPUs (counted); top-1: Table 2, 1 CNN, ILSVRC-2012 val",
         59.3, None,
@@ -158,30 +172,24 @@ class AlexNet(nn.Module):
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def init_weights(self) -> None:
-        """The config's ``init``:
-
-        - ``alexnet``: N(0, 0.01^2) weights; bias 1 in conv2/4/5 and fc6/7, 0 elsewhere (Krizhevsky 2012,
-          Sec. 5).
-        - ``zfnet``: N(0, 0.01^2) weights ("initialized to 10^-2"), biases 0 (Zeiler & Fergus 2013, Sec. 3).
-        - ``torchvision``: PyTorch's default init, which torchvision's AlexNet keeps.
+        """The config's ``init``: ``normal`` draws N(0, 0.01^2) weights and sets the biases of the layers in
+        ``unit_bias`` to 1, the others to 0 (Krizhevsky 2012, Sec. 5, with the default ``unit_bias``);
+        ``torchvision`` keeps PyTorch's default init, as torchvision's AlexNet does.
         """
         if self.cfg.init == "torchvision":
             return
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
         linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
-        ones = (
-            ({id(convs[i]) for i in (1, 3, 4)} | {id(m) for m in linears[:2]})
-            if self.cfg.init == "alexnet"
-            else set()
-        )
-        for m in convs + linears:
+        for i, m in enumerate(convs + linears):  # conv1..conv5, fc6..fc8 (fc8 absent without a classifier)
             nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.constant_(m.bias, 1.0 if id(m) in ones else 0.0)
+            nn.init.constant_(m.bias, 1.0 if i in self.cfg.unit_bias else 0.0)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[-1] = self._make_fc(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.input_scale is not None:
+            x = x * self.cfg.input_scale  # standardised -> mean-subtracted 0-255 pixels (paper Sec. 2)
         return self.features(x)  # (B, 256, 6, 6) at the native input size
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

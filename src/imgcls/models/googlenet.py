@@ -30,9 +30,12 @@ Departures from the paper, and why:
 - ``googlenet_paper``: the paper gives neither the LRN constants nor an initialisation. We take both from the
   BVLC Caffe reference model of GoogLeNet: LRN n=5, alpha=1e-4 / 5 on the plain sum (Caffe divides by n),
   beta 0.75, k=1; "xavier" (uniform +-sqrt(3 / fan_in)) weights, biases 0.2 in convolutions and hidden
-  fully connected layers, 0 in the classifiers. The final 7x7 average pool is a global average pool (the
-  same at 224x224), and the stride-2 max-pools use ceil mode instead of "same" padding, as torchvision
-  does (identical output sizes: 112 -> 56 -> 28 -> 14 -> 7).
+  fully connected layers, 0 in the classifiers. That model reads mean-subtracted 0-255 pixels, the scale
+  its LRN constants need, so the model multiplies its standardised input by ``RAW_PIXEL_SCALE`` first
+  (``input_scale``; :mod:`imgcls.models.layers.lrn`): otherwise its LRN would divide by a constant. The
+  final 7x7 average pool is a global average pool (the same at 224x224), and the stride-2 max-pools use
+  ceil mode instead of "same" padding, as torchvision does (identical output sizes: 112 -> 56 -> 28 -> 14
+  -> 7).
 - Small-image form (``small_input=True``, picked by ``create_model(..., image_size=28 or 32)``), an adaptation
   of ours: conv1 becomes 3x3 / stride 1 and the max-pool after it is dropped, so a 32x32 image reaches the
   Inception 3 modules at 16x16, 4 at 8x8 and 5 at 4x4 (28x28: 14, 7, and 4, or 3 after the paper's 3x3
@@ -49,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers.lrn import LocalResponseNorm
+from imgcls.models.layers.lrn import RAW_PIXEL_SCALE, LocalResponseNorm
 from imgcls.models.registry import AuxOutputs, ModelSpec, register_model
 
 __all__ = ["BasicConv2d", "GoogLeNet", "GoogLeNetConfig", "Inception", "InceptionAux", "INCEPTION_TABLE"]
@@ -79,6 +82,9 @@ class GoogLeNetConfig:
     drop_rate: float  # before the classifier: 0.4 paper, 0.2 torchvision
     init: Literal["torchvision", "caffe"]
     aux_drop_rate: float = 0.7
+    # Multiply the (standardised) input by this first: RAW_PIXEL_SCALE gives the mean-subtracted 0-255 pixels
+    # of the Caffe model, which its LRN constants and init assume (imgcls.models.layers.lrn); None: as it is.
+    input_scale: float | None = None
 
 
 # name: (config, parameters without / with the auxiliary heads at 1000 classes, source, top-1 %, GFLOPs)
@@ -92,7 +98,7 @@ VARIANTS: dict[str, tuple[GoogLeNetConfig, int, int, str, float | None, float | 
     ),
     "googlenet_paper": (
         GoogLeNetConfig(batch_norm=False, branch3_kernel=5, lrn=True, pool4_kernel=3, aux_pool="paper",
-                        drop_rate=0.4, init="caffe"),
+                        drop_rate=0.4, init="caffe", input_scale=RAW_PIXEL_SCALE),
         6_998_552, 13_378_280,
         "Szegedy et al. 2014, Table 1 with biases (counted from the layer sizes, auxiliary heads excluded)",
         None, None,
@@ -278,6 +284,8 @@ class GoogLeNet(nn.Module):
                 aux.fc2 = nn.Linear(1024, num_classes) if num_classes > 0 else nn.Identity()
 
     def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.input_scale is not None:
+            x = x * self.cfg.input_scale  # standardised -> mean-subtracted 0-255 pixels (the Caffe model's)
         if not self.transform_input:
             return x
         # x was normalised with ImageNet mean / std; the ported weights expect (pixel - 0.5) / 0.5.

@@ -18,8 +18,10 @@ Departures from the paper, and why:
   and is scaled above 1, as the paper states.
 - Table 4 gives MobileNetV2 (1.4) 6.9 M parameters; the network of Table 2 at width 1.4 has 6.1 M (6,108,776,
   also the released checkpoint's count), so we store our computed count and note the paper's figure.
-- The classifier has dropout 0.2 before the linear layer (torchvision's layout: ``classifier.0`` is the
-  dropout, ``classifier.1`` the linear layer); the paper does not mention dropout.
+- Dropout: the paper says it uses it ("utilize dropout and batch normalization during training", Sec. 4)
+  but gives neither its rate nor its place. We put dropout 0.2 before the linear classifier (torchvision's
+  layout: ``classifier.0`` is the dropout, ``classifier.1`` the linear layer), the rate of the authors'
+  TF-Slim training scope (``dropout_keep_prob=0.8``) and of torchvision.
 - Widths 0.75, 0.5 and 0.35 are the points of the paper's Fig. 5 / Sec. 6.1 trade-off curve (no table row),
   registered with computed counts because they are cheap to train on a CPU.
 - Small images (28x28, 32x32): the paper has no such form. ``small_input=True`` sets the stride of the stem

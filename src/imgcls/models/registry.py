@@ -77,6 +77,8 @@ class ModelSpec:
             from the end, whatever the depth) whose output Grad-CAM and feature maps use by default: the last
             layer that still has a spatial layout and whose gradient reaches the logits (``imgcls.explain``);
             None where the model has none (an MLP).
+        post_step: called as ``post_step(model)`` after each optimiser step, for a training-time rule the
+            paper applies to the weights (ZFNet's filter renormalisation); None for most models.
     """
 
     name: str
@@ -94,6 +96,7 @@ class ModelSpec:
     top1: float | None = None
     tolerance: float = 1e-5
     cam_layer: str | None = None
+    post_step: Callable[[nn.Module], None] | None = None
 
     @property
     def smallest_input(self) -> tuple[int, int, int]:

@@ -25,6 +25,15 @@ Departures from the papers, and why:
   is registered in its paper's form (stride on the 1x1, like the original SENet model). Basic blocks are
   unaffected (their first conv is the 3x3).
 - Projection shortcuts are used only where the shape changes (the paper's option B, Table 3), as torchvision.
+- Plain networks: ``ResNetConfig(residual=False)`` (``create_model("resnet34", residual=False)``) builds the
+  plain 18/34-layer baselines of the degradation comparison (Sec. 3.3 / 4.1, Table 2, Fig. 4 left): the same
+  stacked layers with no shortcut at all, so no identity addition and no projection either (the paper's
+  plain nets have none; a stage's first conv changes the width and strides). In that comparison the paper's
+  residual nets use parameter-free zero-padding shortcuts (option A), "so they have no extra parameter
+  compared to the plain counterparts"; ours project (option B, as torchvision), so a plain net has exactly
+  the parameters of its residual net minus the three 1x1 conv + BN projections (173,824 for 18 and 34
+  layers: plain-18 11,515,688, plain-34 21,623,848). Basic blocks only: the paper trains no plain
+  bottleneck nets.
 - SE placement: the gate rescales the output of the residual branch after its last BN (``bn3``), before
   the addition of the shortcut (Hu et al. 2018, Fig. 3, "SE-ResNet module"); the squeeze is two 1x1 convs with
   bias, C -> C/16 -> C, ReLU then sigmoid. With r = 16 this adds 2,530,992 parameters to ResNet-50, giving
@@ -44,7 +53,7 @@ Departures from the papers, and why:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -72,6 +81,7 @@ class ResNetConfig:
         se_reduction: squeeze-and-excitation reduction ratio r; 0 means no SE.
         stride_in_1x1: put a downsampling bottleneck's stride on its first 1x1 conv, as the ResNet and SENet
             papers do ("v1"); False puts it on the 3x3 conv, as torchvision does ("v1.5").
+        residual: False builds the paper's plain network (basic blocks without any shortcut).
     """
 
     block: Literal["basic", "bottleneck"]
@@ -82,6 +92,7 @@ class ResNetConfig:
     width_per_group: int = 64
     se_reduction: int = 0
     stride_in_1x1: bool = False
+    residual: bool = True
 
 
 def conv3x3(in_chs: int, out_chs: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -218,6 +229,16 @@ class ResNet(nn.Module):
             raise ConfigError("basic blocks take no groups / width_per_group: use block='bottleneck'")
         if not 0.0 <= drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+        if not cfg.residual:
+            if cfg.block != "basic":
+                raise ConfigError(
+                    "residual=False builds the paper's plain nets, which have basic blocks only"
+                )
+            if drop_path_rate > 0 or zero_init_residual:
+                raise ConfigError(
+                    "drop_path_rate and zero_init_residual act on residual branches: a plain net "
+                    "(residual=False) has none"
+                )
         self.cfg = cfg
         if small_input:
             # CIFAR-style stem (He et al. 2015, Sec. 4.2): one 3x3 stride-1 conv, no max-pool.
@@ -240,7 +261,7 @@ class ResNet(nn.Module):
                 s = stride if j == 0 else 1
                 out_chs = planes * expansion
                 down = None
-                if s != 1 or in_chs != out_chs:  # projection shortcut (option B, Table 3)
+                if cfg.residual and (s != 1 or in_chs != out_chs):  # projection shortcut (option B, Table 3)
                     down = nn.Sequential(conv1x1(in_chs, out_chs, s), nn.BatchNorm2d(out_chs))
                 blocks.append(self._block(in_chs, planes, s, down, rates.pop(0)))
                 in_chs = out_chs
@@ -256,7 +277,15 @@ class ResNet(nn.Module):
     def _block(self, in_chs: int, planes: int, stride: int, down: nn.Module | None, dp: float) -> nn.Module:
         cfg = self.cfg
         if cfg.block == "basic":
-            return BasicBlock(in_chs, planes, stride, down, se_reduction=cfg.se_reduction, drop_path=dp)
+            return BasicBlock(
+                in_chs,
+                planes,
+                stride,
+                down,
+                residual=cfg.residual,
+                se_reduction=cfg.se_reduction,
+                drop_path=dp,
+            )
         return Bottleneck(
             in_chs,
             planes,
@@ -363,7 +392,10 @@ def _build(
     small_input: bool = False,
     zero_init_residual: bool = False,
     drop_path_rate: float = 0.0,
+    residual: bool | None = None,
 ) -> ResNet:
+    if residual is not None:  # residual=False: the plain net of the same depth
+        cfg = replace(cfg, residual=residual)
     return ResNet(
         cfg,
         num_classes=num_classes,

@@ -26,16 +26,26 @@ plus the shift mask as ``attn_mask``), extended with the bias table; attention m
 
 Departures from the paper, and why:
 
-- Feature maps not divisible by the window are padded at the bottom / right before the window partition, and
-  a side that one window already covers is not shifted (torchvision and the official code do the same; the
-  paper's 224 px inputs never need either). Odd maps are padded by one before patch merging, as torchvision
-  does.
+- A map no larger than the window on its shorter side (min(H, W) <= M) is attended in windows of that side,
+  min(H, W), without shift, as the official code does (microsoft/Swin-Transformer, ``SwinTransformerBlock``:
+  "if window size is larger than input resolution, we don't partition windows"); torchvision instead pads
+  such a map up to M, so its padded tokens join the attention. At 224 px only Swin-T/S/B's last stage (7 x 7,
+  M = 7) meets the rule, and there both keep M and drop the shift, so torchvision's checkpoints compute the
+  same. The official code builds such a block with a (2m - 1)^2-row bias table for the shrunk window m; we
+  keep the (2M - 1)^2 table (checkpoints load, and the model runs at any input size) and index its central
+  rows, which hold the same relative offsets: the same function, with the outer rows unused (1,920 parameters
+  in ``swin_t_patch2_window4_32``'s last stage at 32 px).
+- Larger maps not divisible by the window are padded at the bottom / right before the window partition (the
+  official code requires divisible maps; torchvision pads). Odd maps are padded by one before patch merging,
+  as torchvision does.
 - The shift mask adds -100, not -inf, to the logits of token pairs from different regions (the official code's
   value): their probability, e^-100 relative to the others, is zero in float32.
 - Small-input form (not in the paper): 2 x 2 patches and 4 x 4 windows, so 32 px inputs give 16, 8, 4, 2
-  patch grids over the four stages (28 px: 14 -> padded to 16, 7 -> 8, 4, 2). ``swin_t_patch2_window4_32`` is
-  Swin-T in that form; ``create_model("swin_t", image_size<=64)`` switches any variant to it. Loading 224 px
-  checkpoints into it fails on the bias-table shape (7^2 vs 13^2 rows): it is meant for training from scratch.
+  patch grids over the four stages (28 px: 14 -> padded to 16, 7 -> 8, 4, 2); the 4 x 4 stage attends one
+  unshifted window, the 2 x 2 stage one unshifted 2 x 2 window (the rule above). ``swin_t_patch2_window4_32``
+  is Swin-T in that form; ``create_model("swin_t", image_size<=64)`` switches any variant to it. Loading
+  224 px checkpoints into it fails on the bias-table shape (7^2 vs 13^2 rows): it is meant for training from
+  scratch.
 - Stochastic depth uses the shared linear rule (block l of L dropped with l/L times the rate), where the
   official code uses torch.linspace(0, rate, L) (first block never dropped); the rates per variant are the
   paper's (0.2 / 0.3 / 0.5 for T / S / B, Appendix A2.1). Only training differs, loading does not.
@@ -142,17 +152,22 @@ VARIANTS: dict[str, _Variant] = {
 SMALL_INPUT_KWARGS: dict[str, Any] = {"patch_size": 2, "window_size": 4}
 
 
-def relative_position_index(window_size: int) -> torch.Tensor:
-    """Index into the (2M-1)^2-row bias table for every (query, key) pair of an M x M window: (M^4,) int64.
+def relative_position_index(window_size: int, table_window: int | None = None) -> torch.Tensor:
+    """Index into the (2T-1)^2-row bias table for every (query, key) pair of an M x M window: (M^4,) int64.
 
     Tokens are numbered row-major inside the window; the pair (i, j) maps to the relative offset
     (row_i - row_j, col_i - col_j), each in [-(M-1), M-1], stored row-major in the table (paper Section 3.2).
+    The table is sized for windows of side T = ``table_window`` (default M); a smaller window (M < T, a map
+    smaller than the block's window) reads the table's central rows.
     """
     m = window_size
+    t = m if table_window is None else table_window
+    if not 1 <= m <= t:
+        raise ConfigError(f"a {m} x {m} window does not fit a bias table sized for {t} x {t} windows")
     # (2, M*M): the (row, col) of every window position, row-major
     coords = torch.stack(torch.meshgrid(torch.arange(m), torch.arange(m), indexing="ij")).flatten(1)
-    rel = coords[:, :, None] - coords[:, None, :] + (m - 1)  # (2, M*M, M*M), offsets shifted to [0, 2M-2]
-    return (rel[0] * (2 * m - 1) + rel[1]).flatten()  # (M^4,)
+    rel = coords[:, :, None] - coords[:, None, :] + (t - 1)  # (2, M*M, M*M), offsets shifted to [0, 2T-2]
+    return (rel[0] * (2 * t - 1) + rel[1]).flatten()  # (M^4,)
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
@@ -222,28 +237,43 @@ class ShiftedWindowAttention(Attention):
         # Persistent, as in torchvision's checkpoints.
         self.register_buffer("relative_position_index", relative_position_index(window_size))
 
-    def relative_position_bias(self) -> torch.Tensor:
-        """The bias B of Eq. 4 for one window: (heads, M*M, M*M)."""
-        n = self.window_size**2
-        bias = self.relative_position_bias_table[self.relative_position_index]  # (N*N, heads)
-        return bias.view(n, n, -1).permute(2, 0, 1)  # (N, N, heads) -> (heads, N, N)
+    def relative_position_bias(self, window_size: int | None = None) -> torch.Tensor:
+        """The bias B of Eq. 4 for one window of side ``window_size`` (default M): (heads, N, N), N = area."""
+        m = self.window_size if window_size is None else window_size
+        if m == self.window_size:
+            index = self.relative_position_index
+        else:  # a window shrunk to a small map: the table's central rows
+            index = relative_position_index(m, self.window_size).to(self.relative_position_index.device)
+        bias = self.relative_position_bias_table[index]  # (N*N, heads)
+        return bias.view(m * m, m * m, -1).permute(2, 0, 1)  # (N, N, heads) -> (heads, N, N)
+
+    def window_for(self, height: int, width: int) -> tuple[int, int]:
+        """(window side, shift) this block uses on a height x width map: (M, its shift), or (min(H, W), 0)
+        where the map's shorter side is at most M, as the official code shrinks the window and drops the shift.
+        """
+        if min(height, width) <= self.window_size:
+            return min(height, width), 0
+        return self.window_size, self.shift_size
 
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, return_attn: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """(B, H, W, C) -> (B, H, W, C); with ``return_attn`` also the maps (B * nW, heads, M*M, M*M)."""
+        """(B, H, W, C) -> (B, H, W, C); with ``return_attn`` also the maps (B * nW, heads, N, N).
+
+        N = M*M, or m*m for a map whose shorter side m is at most M: such a map is attended in m x m windows
+        without shift, as the official code does (module docstring).
+        """
         B, H, W, _ = x.shape
-        m = self.window_size
+        m, shift_size = self.window_for(H, W)
         pad_b, pad_r = (-H) % m, (-W) % m
         x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))  # pad the W then the H axis of (B, H, W, C) at the end
         Hp, Wp = H + pad_b, W + pad_r
-        # A side that one window covers needs no shift (torchvision and the official code do the same).
-        shift = (self.shift_size if m < Hp else 0, self.shift_size if m < Wp else 0)
-        shifted = shift != (0, 0)
+        shift = (shift_size, shift_size)
+        shifted = shift_size > 0
         if shifted:
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
         windows = window_partition(x, m)  # (B * nW, N, C)
-        bias = self.relative_position_bias().unsqueeze(0)  # (1, heads, N, N)
+        bias = self.relative_position_bias(m).unsqueeze(0)  # (1, heads, N, N)
         if shifted:
             mask = shifted_window_mask((Hp, Wp), m, shift, device=x.device, dtype=bias.dtype)  # (nW, N, N)
             bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N)
@@ -406,9 +436,10 @@ class SwinTransformer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Attention probabilities of every block: a list of (B * nW, heads, M*M, M*M) tensors, rows sum to 1.
+        """Attention probabilities of every block: a list of (B * nW, heads, N, N) tensors, rows sum to 1.
 
-        Windows are numbered row-major per image on the padded, (for odd blocks) cyclically shifted map.
+        N = M*M (m*m where a map's shorter side m is at most M). Windows are numbered row-major per image on
+        the padded, (for odd blocks) cyclically shifted map.
         """
         return attention_maps(self, x)
 
@@ -431,7 +462,7 @@ for _name, _v in VARIANTS.items():
             ref_kwargs={"num_classes": _v.num_classes},
             source=_v.source,
             input_size=(3, _v.input_size, _v.input_size),
-            # 32 px keeps the registry test fast and exercises the window padding and the no-shift rule.
+            # 32 px keeps the registry test fast and exercises the shrunk, unshifted windows of small maps.
             test_input_size=(3, 32, 32),
             small_input_kwargs=None if _native_small else SMALL_INPUT_KWARGS,
             gmacs=_v.gmacs,

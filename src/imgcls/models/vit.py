@@ -49,7 +49,9 @@ Departures from the paper, and why:
   is the paper's model. Dropout defaults to 0.0 as in torchvision (the paper's Table 3 lists what it trained
   with).
 - Weight initialisation follows the paper's reference JAX code (google-research/vision_transformer), which
-  differs in details from torchvision's; it does not affect loading.
+  differs in details from torchvision's; it does not affect loading. The patch embedding is LeCun normal as
+  jax draws it: a normal truncated at two of its standard deviations, rescaled by 1 / 0.8796 so that the
+  drawn weights have std sqrt(1 / fan_in) (without the correction they would have 0.88 of it).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ from imgcls.models.registry import ModelSpec, register_model
 __all__ = ["EncoderBlock", "ViTConfig", "VisionTransformer", "resize_pos_embed"]
 
 log = logging.getLogger(__name__)
+
+# Standard deviation of a standard normal truncated to [-2, 2] (jax.nn.initializers.variance_scaling's constant).
+TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 # LayerNorm epsilon of the paper's reference code (flax's default 1e-6) and torchvision's ViT.
 LN_EPS = 1e-6
@@ -302,8 +307,11 @@ class VisionTransformer(nn.Module):
     def init_weights(self) -> None:
         """Initialise as the paper's reference JAX code (google-research/vision_transformer) does."""
         proj = self.patch_embed.proj
+        # LeCun normal, flax's default kernel init, which the reference patch-embedding Conv keeps: a standard
+        # normal cut at +-2, scaled so that the *truncated* draw has std sqrt(1 / fan_in) (jax's
+        # variance_scaling divides by 0.8796..., the std of that truncated normal).
         std = math.sqrt(1.0 / (proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]))
-        # LeCun normal (flax's default kernel init, kept by the reference patch-embedding Conv), cut at 2 std.
+        std /= TRUNCATED_NORMAL_STD
         nn.init.trunc_normal_(proj.weight, std=std, a=-2 * std, b=2 * std)
         nn.init.zeros_(proj.bias)
         nn.init.zeros_(self.class_token)  # reference code: class token starts at zero

@@ -65,7 +65,9 @@ class TrainConfig:
     accum_steps: int = 1  # gradient accumulation: optimizer step every N batches
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 where the hardware has it
     ema_decay: float | None = None  # exponential moving average of weights (e.g. 0.999); evaluated if set
-    filter_rms_limit: float | None = None  # ZFNet's renormalisation: cap each conv filter's RMS (0.1 there)
+    # ZFNet's renormalisation for any model: cap each conv filter's RMS after every step, after the model's
+    # own post-step hook (zfnet's spec already caps at 0.1, the paper's radius)
+    filter_rms_limit: float | None = None
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
     # Distributed runs (torchrun): synchronised BatchNorm over the processes (CUDA only); off, each process

@@ -42,9 +42,9 @@ from imgcls.data.info import DatasetInfo, adapt_info
 from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError
 from imgcls.evaluate import EvalResult, evaluate, match_classes
 from imgcls.models import create_model, get_model_spec, load_pretrained
+from imgcls.models.layers.filter_rms import renormalize_filters_
 from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
 from imgcls.models.registry import AuxOutputs
-from imgcls.models.zfnet import renormalize_filters_
 from imgcls.train import checkpoint as ckpt
 from imgcls.train import distributed
 from imgcls.train.config import (
@@ -362,6 +362,7 @@ class _Trainer:
         if cfg.sync_bn and self.dist.enabled:  # same parameter names: checkpoints unchanged
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
+        self.post_step = spec.post_step  # the model's own rule after each optimiser step (ZFNet's), or None
         self.ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
         self.step_model = self._step_model()
 
@@ -819,7 +820,9 @@ class _Trainer:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 self.scaler.step(opt)
                 self.scaler.update()
-                if cfg.filter_rms_limit:  # Zeiler and Fergus 2013, sec. 3
+                if self.post_step is not None:
+                    self.post_step(self.model)
+                if cfg.filter_rms_limit:  # Zeiler and Fergus 2013, sec. 3, for any model
                     renormalize_filters_(self.model, cfg.filter_rms_limit)
                 opt.zero_grad(set_to_none=True)
                 self.schedule.step()

@@ -8,6 +8,15 @@ the ``n`` neighbouring channels that exist. Used by AlexNet, ZFNet and the origi
 ``alpha`` as the paper prints it and multiplies it back, so the paper's constants can be written unchanged.
 ``groups`` normalises each group of channels on its own: in the paper's two-GPU network a map's neighbours
 were the maps on the same GPU only.
+
+The constants are not scale-free: ``k + alpha * sum a^2`` only varies with the local energy when the squared
+activations are comparable to ``k / alpha``. The papers that use LRN set them for raw RGB pixels in 0-255 with
+the training-set mean subtracted (Krizhevsky et al. Sec. 2, Zeiler & Fergus Sec. 3, the BVLC Caffe GoogLeNet),
+whereas imgcls feeds pixels standardised per channel, ``x = (p / 255 - mean) / std``, about 58 times smaller:
+with the paper's N(0, 0.01^2) init an LRN then divides by ``k^beta`` everywhere, within 1e-4. The paper
+models therefore multiply their input by :data:`RAW_PIXEL_SCALE` first (their config's ``input_scale``),
+which turns a standardised image back into mean-subtracted 0-255 pixels (exactly, up to the per-channel std,
+on ImageNet). That also restores the scale the papers' weight init and ZFNet's filter-RMS radius assume.
 """
 
 from __future__ import annotations
@@ -16,7 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LocalResponseNorm"]
+__all__ = ["RAW_PIXEL_SCALE", "LocalResponseNorm"]
+
+# Standardised -> mean-subtracted 0-255 pixels: p - 255 * mean = 255 * std * x, with ImageNet's per-channel
+# std (0.229, 0.224, 0.225) averaged to 0.226. Other datasets' pixel std (CIFAR-10 0.25, Fashion-MNIST 0.35) are
+# within a factor 1.6 of it, so their images land near the 0-255 scale too.
+RAW_PIXEL_SCALE = 255 * 0.226
 
 
 class LocalResponseNorm(nn.Module):
