@@ -32,7 +32,7 @@ from PIL import Image
 
 from imgcls.data.folder import READ_ERRORS, BadImagesError, decode_image, image_extensions, image_to_array
 from imgcls.errors import ConfigError, DataError
-from imgcls.evaluate import predict_logits
+from imgcls.metrics import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 

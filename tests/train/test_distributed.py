@@ -16,7 +16,8 @@ from imgcls.cli.main import main
 from imgcls.data import write_idx
 from imgcls.errors import ConfigError
 from imgcls.train import TrainConfig, load_run, train
-from imgcls.train.distributed import DistContext, launch_training
+from imgcls.train.distributed import DistContext
+from imgcls.train.launch import launch_training
 from tests.conftest import pattern_images
 
 N_TEST = 101  # odd: 2 ranks cannot split it evenly, and padding would count an image twice

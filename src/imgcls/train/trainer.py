@@ -38,9 +38,9 @@ from torch import nn
 
 import imgcls
 from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader, subset
-from imgcls.data.info import DatasetInfo, adapt_info
+from imgcls.data.info import DatasetInfo, adapt_info, match_classes
 from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError
-from imgcls.evaluate import EvalResult, evaluate, match_classes
+from imgcls.metrics import EvalResult, evaluate
 from imgcls.models import create_model, get_model_spec, load_pretrained
 from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
 from imgcls.models.registry import AuxOutputs
