@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware  # noqa: E402
 
 from imgcls.train import TrainConfig, train  # noqa: E402
-from imgcls.train.distributed import launch_training  # noqa: E402
+from imgcls.train.launch import launch_training  # noqa: E402
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ from _common import hardware, spread  # noqa: E402
 
 from imgcls.data import make_loader  # noqa: E402
 from imgcls.ensemble import COMBINE, EnsembleEval, evaluate_ensemble_runs, load_ensemble  # noqa: E402
-from imgcls.evaluate import Tally, eval_dataset  # noqa: E402
+from imgcls.evaluate import eval_dataset  # noqa: E402
+from imgcls.metrics import Tally  # noqa: E402
 from imgcls.train import TrainConfig, resolve_config, train  # noqa: E402
 from imgcls.utils.device import autocast, resolve_amp, resolve_device  # noqa: E402
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from imgcls.data import write_idx
+from tests.data.data_files import write_idx_file
 
 # Tests run on 2 shared cores: one thread avoids oversubscription when pytest runs beside other work.
 torch.set_num_threads(1)
@@ -38,8 +38,8 @@ def tiny_fmnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder.mkdir()
     for split, n, seed in (("train", 160, 0), ("t10k", 80, 1)):
         x, y = pattern_images(n, 10, 28, 1, seed)
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", x[:, 0])
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", y)
+        write_idx_file(folder / f"{split}-images-idx3-ubyte.gz", x[:, 0], gz=True)
+        write_idx_file(folder / f"{split}-labels-idx1-ubyte.gz", y, gz=True)
     return root
 
 

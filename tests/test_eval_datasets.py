@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from imgcls.data import InMemoryDataset, load_dataset
+from imgcls.data.info import match_classes
 from imgcls.errors import CheckpointError
-from imgcls.evaluate import _relabel, default_split, evaluate_run, match_classes
+from imgcls.evaluate import _relabel, default_split, evaluate_run
 from imgcls.train import TrainConfig, train
 
 from .conftest import pattern_images

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from imgcls.evaluate import EvalResult, evaluate
+from imgcls.metrics import EvalResult, evaluate
 from imgcls.utils.files import atomic_write_json, dumps_json, finite_json
 
 from .fixed_model import FixedLogits

@@ -30,8 +30,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from imgcls.data import make_loader
 from imgcls.errors import CheckpointError, ConfigError
-from imgcls.evaluate import EvalResult, Tally, default_split, eval_dataset
+from imgcls.evaluate import default_split, eval_dataset
+from imgcls.metrics import EvalResult, Tally
 from imgcls.train.checkpoint import LoadedRun, load_run
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 
@@ -249,8 +251,6 @@ def evaluate_ensemble_runs(
 ) -> EnsembleEval:
     """Evaluate the ensemble of ``runs`` and each of them on ``dataset`` (default: the first run's) in one
     pass; the data is read as the first run reads it (see :func:`imgcls.evaluate.evaluate_run`)."""
-    from imgcls.data import make_loader
-
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}: pass --batch-size 1 or more")
     dev = resolve_device(device)

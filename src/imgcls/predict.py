@@ -21,7 +21,7 @@ in-memory inputs, ``N`` counting the images of that kind from 0 in the order giv
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,11 @@ from PIL import Image
 
 from imgcls.data.folder import READ_ERRORS, BadImagesError, decode_image, image_extensions, image_to_array
 from imgcls.errors import ConfigError, DataError
-from imgcls.evaluate import predict_logits
+from imgcls.metrics import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 
-__all__ = ["ImageInput", "Prediction", "Predictor", "collect_images", "load_images", "predict"]
+__all__ = ["ImageInput", "Prediction", "Predictor", "load_images", "predict"]
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,6 @@ def _files_of(item: str | Path, exts: frozenset[str]) -> list[Path]:
     if p.is_file():
         return [p]
     raise DataError(f"'{p}' does not exist: give image files or folders")
-
-
-def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively) into a sorted list of image files."""
-    exts = image_extensions()
-    files = [f for item in inputs for f in _files_of(item, exts)]
-    if not files:
-        raise DataError("no images to classify: give image files or folders that contain some")
-    return files
 
 
 def _to_uint8(a: np.ndarray, name: str) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from imgcls.classic import run_baseline
-from imgcls.data import write_idx
+from tests.data.data_files import write_idx_file
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def mirrored_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
         x = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
         x[y == 0, :, 3:9] = 220
         x[y == 1, :, 19:25] = 220
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", x)
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", y)
+        write_idx_file(folder / f"{split}-images-idx3-ubyte.gz", x, gz=True)
+        write_idx_file(folder / f"{split}-labels-idx1-ubyte.gz", y, gz=True)
     return root
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -12,38 +14,54 @@ from tests.cli import run_cli
 
 
 @pytest.fixture(scope="module")
-def trained_run(tiny_fmnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tiny_fmnist: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A run trained by ``imgcls train`` and what the command printed (module-scoped: capsys cannot be)."""
     out = tmp_path_factory.mktemp("runs")
-    code = main(
-        [
-            "-q",
-            "train",
-            "--dataset",
-            "fashion-mnist",
-            "--data-dir",
-            str(tiny_fmnist),
-            "--epochs",
-            "4",
-            "--batch-size",
-            "32",
-            "--lr",
-            "0.1",
-            "--augment",
-            "none",
-            "--out-dir",
-            str(out),
-            "--name",
-            "r",
-            "--no-progress",
-            "--tta-flip",
-        ]
-    )
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        code = main(
+            [
+                "-q",
+                "train",
+                "--dataset",
+                "fashion-mnist",
+                "--data-dir",
+                str(tiny_fmnist),
+                "--epochs",
+                "4",
+                "--batch-size",
+                "32",
+                "--lr",
+                "0.1",
+                "--augment",
+                "none",
+                "--out-dir",
+                str(out),
+                "--name",
+                "r",
+                "--no-progress",
+                "--tta-flip",
+            ]
+        )
     assert code == 0
-    return out / "r"
+    return out / "r", stdout.getvalue()
 
 
-def test_train_prints_result_and_saves_config(trained_run: Path) -> None:
-    cfg = (trained_run / "config.yaml").read_text()
+@pytest.fixture(scope="module")
+def trained_run(trained: tuple[Path, str]) -> Path:
+    return trained[0]
+
+
+def test_train_prints_result_and_saves_config(trained: tuple[Path, str]) -> None:
+    run, printed = trained
+    result = json.loads((run / "result.json").read_text())
+    # one line, the figures of result.json: the test accuracy of the reported weights, the epochs, the run
+    assert (
+        printed.startswith(f"test accuracy {100 * result['test_acc']:.2f}% (top-5 ")
+        and printed.count("\n") == 1
+    )
+    assert f"of the {result['weights']} weights" in printed and f"{result['epochs']} epochs in" in printed
+    assert printed.rstrip().endswith(f"run saved in {run}")
+    cfg = (run / "config.yaml").read_text()
     assert "epochs: 4" in cfg and "tta_flip: true" in cfg and "fallback_dataset: null" in cfg
 
 
@@ -69,7 +87,13 @@ def test_train_json_and_yaml_config(tiny_fmnist: Path, tmp_path: Path, capsys) -
     )
     assert code == 0
     res = json.loads(out)
-    assert res["epochs"] == 1 and 0 <= res["test_acc"] <= 1 and Path(res["run_dir"]).name == "j"
+    assert res["epochs"] == 1 and Path(res["run_dir"]).name == "j"
+    saved = json.loads((tmp_path / "j" / "result.json").read_text())
+    assert {k: res[k] for k in ("test_acc", "test_top5", "weights", "epochs")} == {
+        k: saved[k] for k in ("test_acc", "test_top5", "weights", "epochs")
+    }
+    correct = 80 * res["test_acc"]  # an accuracy is a count of the 80 test images, not any number in [0, 1]
+    assert correct == pytest.approx(round(correct), abs=1e-9)
     assert "batch_size: 40" in (tmp_path / "j" / "config.yaml").read_text()
 
 

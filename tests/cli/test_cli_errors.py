@@ -69,7 +69,7 @@ def test_eval_prints_its_metrics_before_failing_to_write_the_report(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")  # as a write() reports it: no file name
 
-    monkeypatch.setattr("imgcls.evaluate.save_confusion_png", disk_full)
+    monkeypatch.setattr("imgcls.metrics.save_confusion_png", disk_full)
     out_dir = tmp_path / "report"
     code, out, err = run_cli(capsys, "eval", str(digits_run), "--out", str(out_dir))
     assert code == 2

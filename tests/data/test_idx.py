@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgcls.data.idx import IDX_IMAGES, IDX_LABELS, read_idx, write_idx
+from imgcls.data.idx import IDX_IMAGES, IDX_LABELS, read_idx
 from imgcls.errors import DataError
 
 from .data_files import write_idx_file
@@ -26,13 +26,12 @@ def test_reads_images_and_labels(tmp_path: Path, gz: bool) -> None:
     np.testing.assert_array_equal(read_idx(f_lab, IDX_LABELS), labels)
 
 
-def test_big_endian_types_and_writer_round_trip(tmp_path: Path) -> None:
+def test_big_endian_types_plain_and_gzipped(tmp_path: Path) -> None:
     values = np.array([[1, -2], [300, -32768]], dtype=np.int16)
     raw = struct.pack(">HBB", 0, 0x0B, 2) + struct.pack(">2I", 2, 2) + values.astype(">i2").tobytes()
     (tmp_path / "a").write_bytes(raw)
     np.testing.assert_array_equal(read_idx(tmp_path / "a"), values)
-    write_idx(tmp_path / "b.gz", values)
-    assert (tmp_path / "b.gz").read_bytes()[:2] == b"\x1f\x8b"
+    (tmp_path / "b.gz").write_bytes(gzip.compress(raw))
     np.testing.assert_array_equal(read_idx(tmp_path / "b.gz"), values)
 
 

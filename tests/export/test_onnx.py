@@ -15,7 +15,7 @@ from torch import nn
 from imgcls import create_model, get_model_spec
 from imgcls.cli.main import main
 from imgcls.errors import ConfigError, DataError, ExportError
-from imgcls.export import OnnxClassifier, export_onnx, read_onnx_metadata
+from imgcls.export import OnnxClassifier, export_onnx
 from imgcls.export.onnx import compare_logits, export_model_onnx, verify_onnx
 from imgcls.predict import predict
 from imgcls.train.checkpoint import read_model_info
@@ -85,14 +85,15 @@ def test_run_export_stores_metadata_and_a_dynamic_batch(digits_run: Path, onnx_f
     import onnx
 
     info = read_model_info(digits_run)
-    meta = read_onnx_metadata(onnx_file)
+    # read as the module docstring tells users to: the "imgcls" entry of the file's metadata_props, as JSON
+    meta = json.loads({p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}["imgcls"])
     for key in ("model", "classes", "in_chans", "image_size", "mean", "std", "tta_flip"):
         assert meta[key] == info[key], key
     assert meta["input"] == "float32" and "(x - mean[c]) / std[c]" in meta["preprocessing"]
     graph = onnx.load(str(onnx_file)).graph
     dims = graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 8, 8]
-    assert json.loads({p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}["imgcls"]) == meta
+    assert OnnxClassifier(onnx_file).meta == meta  # the checked reader agrees
 
 
 def test_uint8_input_bakes_in_the_normalisation(digits_run: Path, onnx_file: Path, tmp_path: Path) -> None:

@@ -13,11 +13,12 @@ import torch
 from safetensors.torch import load_file
 
 from imgcls.cli.main import main
-from imgcls.data import write_idx
 from imgcls.errors import ConfigError
 from imgcls.train import TrainConfig, load_run, train
-from imgcls.train.distributed import DistContext, launch_training
+from imgcls.train.distributed import DistContext
+from imgcls.train.launch import launch_training
 from tests.conftest import pattern_images
+from tests.data.data_files import write_idx_file
 
 N_TEST = 101  # odd: 2 ranks cannot split it evenly, and padding would count an image twice
 
@@ -29,8 +30,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder.mkdir()
     for split, n, seed in (("train", 160, 0), ("t10k", N_TEST, 1)):
         x, y = pattern_images(n, 10, 28, 1, seed)
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", x[:, 0])
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", y)
+        write_idx_file(folder / f"{split}-images-idx3-ubyte.gz", x[:, 0], gz=True)
+        write_idx_file(folder / f"{split}-labels-idx1-ubyte.gz", y, gz=True)
     return root
 
 

@@ -10,7 +10,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from imgcls.errors import CheckpointError, DataError
+from imgcls.errors import CheckpointError, ConfigError, DataError
 from imgcls.models.registry import AuxOutputs, get_model_spec, register_model, unregister_model
 from imgcls.train import TrainConfig, TrainingDivergedError, load_run, train
 from imgcls.train import trainer as trainer_mod
@@ -124,7 +124,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tiny_fmnist: Path, tmp_path: P
 
 def test_existing_run_is_not_overwritten(tiny_fmnist: Path, tmp_path: Path) -> None:
     train(_cfg(tiny_fmnist, tmp_path, epochs=1))
-    with pytest.raises(Exception, match="already holds a run.*--resume"):
+    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
         train(_cfg(tiny_fmnist, tmp_path, epochs=1))
 
 
@@ -213,8 +213,8 @@ def test_compile_steps_the_compiled_model_and_saves_the_plain_one(
 
 def test_grad_clip_and_accumulation(tiny_fmnist: Path, tmp_path: Path) -> None:
     r = train(_cfg(tiny_fmnist, tmp_path, epochs=1, grad_clip=0.5, accum_steps=2))
-    assert r.steps == 2  # 5 batches of 32 -> 2 optimizer steps of 2 batches each
-    with pytest.raises(Exception, match="accum_steps"):
+    assert r.steps == 2  # 4 batches of 32 (144 images after validation) -> 2 optimizer steps of 2 batches
+    with pytest.raises(ConfigError, match=r"gives 4 batches of 32, fewer than accum_steps=9"):
         train(_cfg(tiny_fmnist, tmp_path / "x", epochs=1, accum_steps=9))
 
 

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from imgcls.errors import ConfigError
-from imgcls.evaluate import EvalResult
+from imgcls.metrics import EvalResult
 from imgcls.train import TrainConfig, train
 from imgcls.train import trainer as trainer_mod
 

@@ -18,17 +18,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from imgcls.classic.bayes import GaussianNB
-from imgcls.classic.features import extract_features, load_feature_source
+from imgcls.classic.features import FeatureSource, extract_features, load_feature_source
 from imgcls.classic.knn import DEFAULT_MEMORY_BUDGET_MB, KNeighborsClassifier, topk_accuracy
 from imgcls.classic.probe import train_probe
 from imgcls.classic.rules import CandidateElimination, FindS, read_attribute_csv
+from imgcls.data import DatasetInfo, load_dataset, subset
 from imgcls.errors import ConfigError, unknown_name
+from imgcls.train import TrainConfig, train
+from imgcls.utils.device import resolve_device
 
 __all__ = [
     "IMAGE_METHODS",
@@ -128,31 +133,15 @@ def run_baseline(
     a seeded, stratified share of each split, the same images a training run with these settings and
     ``seed`` (and no validation split) sees.
     """
-    from imgcls.data import load_dataset, subset
-    from imgcls.utils.device import resolve_device
-
     if method not in IMAGE_METHODS:
         hint = "find-s and candidate-elimination take a CSV: use run_rules" if method in RULE_METHODS else ""
         raise unknown_name("baseline method", method, IMAGE_METHODS, hint)
     t_start = time.perf_counter()
     dev = resolve_device(device)
-    source = None
-    size = channels = None
-    if features is not None:
-        probe_set = load_dataset(dataset, "train", data_dir=data_dir)
-        source = load_feature_source(
-            features,
-            pretrained,
-            num_classes=probe_set.info.num_classes,
-            in_chans=probe_set.info.channels,
-            image_size=probe_set.info.image_size[0],
-            device=dev,
-        )
-        size, channels = source.image_size, source.channels
-    elif pretrained is not None:
+    if features is None and pretrained is not None:
         raise ConfigError("--pretrained needs --features MODEL (the network whose weights they are)")
-    if source is None:
-        size = image_size
+    source = None if features is None else _feature_source(features, pretrained, dataset, data_dir, dev)
+    size, channels = (image_size, None) if source is None else (source.image_size, source.channels)
     train_set = load_dataset(dataset, "train", data_dir=data_dir, image_size=size, channels=channels)
     test_set = load_dataset(dataset, "test", data_dir=data_dir, image_size=size, channels=channels)
     train_set, test_set = subset(train_set, train_subset, seed), subset(test_set, test_subset, seed)
@@ -160,39 +149,31 @@ def run_baseline(
     settings: dict[str, Any] = {"device": str(dev), "features": features or "pixels"}
 
     if method in ("linear", "mlp") and source is None:
-        return _train_pixels(
-            method, dataset, data_dir, train_set, test_set, epochs, lr, batch_size, out_dir, seed, str(dev),
-            progress, settings, t_start, image_size=image_size, train_subset=train_subset,
-            test_subset=test_subset,
+        cfg = _pixel_config(
+            method, info, dataset=dataset, data_dir=data_dir, image_size=image_size, train_subset=train_subset,
+            test_subset=test_subset, epochs=epochs, lr=lr, batch_size=batch_size, out_dir=out_dir, seed=seed,
+            device=str(dev), progress=progress,
         )  # fmt: skip
+        return _train_pixels(cfg, method, train_set, test_set, settings=settings, t_start=t_start)
 
-    if source is not None:
-        kw = dict(batch_size=batch_size, device=dev, mean=source.mean, std=source.std)
-        x_train = extract_features(source.model, train_set, **kw)
-        x_test = extract_features(source.model, test_set, **kw)
-    else:
-        x_train, x_test = train_set.images.flatten(1), test_set.images.flatten(1)  # uint8 pixels
+    x_train, x_test = (_inputs(source, ds, batch_size, dev) for ds in (train_set, test_set))
     y_train, y_test = train_set.labels, test_set.labels
     c = info.num_classes
-    topk = min(5, c)
 
     t_fit = time.perf_counter()
     if method == "knn":
         settings.update(k=k, metric=metric, weights=weights, memory_budget_mb=memory_budget_mb)
-        clf = KNeighborsClassifier(
+        knn = KNeighborsClassifier(
             k, metric=metric, weights=weights, memory_budget_mb=memory_budget_mb, device=dev
         )
-        clf.fit(x_train, y_train, num_classes=c)
-        t_pred = time.perf_counter()
-        ranked = clf.predict_topk(x_test, topk)
-        settings["search"] = asdict(clf.stats)
+        rank = knn.fit(x_train, y_train, num_classes=c).predict_topk
     elif method == "nb":
         if source is None:  # pixels in [0, 1], as the Fashion-MNIST benchmark fed scikit-learn
             x_train, x_test = x_train.float() / 255, x_test.float() / 255
         settings.update(var_smoothing=1e-9)
-        nb = GaussianNB(device=dev).fit(x_train, y_train, num_classes=c, class_names=info.classes)
-        t_pred = time.perf_counter()
-        ranked = nb.predict_topk(x_test, topk)
+        rank = (
+            GaussianNB(device=dev).fit(x_train, y_train, num_classes=c, class_names=info.classes).predict_topk
+        )
     else:  # linear probe / MLP probe on features
         ep, rate = epochs or _PROBE_DEFAULTS[0], lr or _PROBE_DEFAULTS[1]
         settings.update(model=_MODEL_OF[method], epochs=ep, lr=rate, optimizer="adamw", batch_size=batch_size)
@@ -200,10 +181,12 @@ def run_baseline(
             x_train, y_train, c, _MODEL_OF[method], epochs=ep, lr=rate, batch_size=batch_size, seed=seed,
             device=dev,
         )  # fmt: skip
-        t_pred = time.perf_counter()
-        with torch.no_grad():
-            ranked = torch.cat([probe(x.to(dev)).topk(topk, dim=1).indices.cpu() for x in x_test.split(4096)])
+        rank = partial(_probe_topk, probe, device=dev)
+    t_pred = time.perf_counter()
+    ranked = rank(x_test, min(5, c))
     t_end = time.perf_counter()
+    if method == "knn":
+        settings["search"] = asdict(knn.stats)
     acc = topk_accuracy(ranked.cpu(), y_test, (1, 5))
     return BaselineResult(
         method=method,
@@ -220,12 +203,45 @@ def run_baseline(
     )
 
 
-def _train_pixels(
+def _feature_source(
+    features: str, pretrained: str | None, dataset: str, data_dir: str | Path | None, device: torch.device
+) -> FeatureSource:
+    """The network whose pre-logit features replace the pixels, built for ``dataset``'s classes and images."""
+    probe_set = load_dataset(dataset, "train", data_dir=data_dir)
+    return load_feature_source(
+        features,
+        pretrained,
+        num_classes=probe_set.info.num_classes,
+        in_chans=probe_set.info.channels,
+        image_size=probe_set.info.image_size[0],
+        device=device,
+    )
+
+
+def _inputs(source: FeatureSource | None, ds: Any, batch_size: int, device: torch.device) -> torch.Tensor:
+    """A split as the classifier sees it, (N, D): the network's features, or the uint8 pixels flattened."""
+    if source is None:
+        return ds.images.flatten(1)
+    return extract_features(
+        source.model, ds, batch_size=batch_size, device=device, mean=source.mean, std=source.std
+    )
+
+
+@torch.no_grad()
+def _probe_topk(probe: nn.Module, x: torch.Tensor, topk: int, *, device: torch.device) -> torch.Tensor:
+    """The ``topk`` classes a probe ranks first for each row of features ``x`` (N, D), 4,096 rows at a time."""
+    return torch.cat([probe(rows.to(device)).topk(topk, dim=1).indices.cpu() for rows in x.split(4096)])
+
+
+def _pixel_config(
     method: str,
+    info: DatasetInfo,
+    *,
     dataset: str,
     data_dir: str | Path | None,
-    train_set: Any,
-    test_set: Any,
+    image_size: int | None,
+    train_subset: float,
+    test_subset: float,
     epochs: int | None,
     lr: float | None,
     batch_size: int,
@@ -233,19 +249,11 @@ def _train_pixels(
     seed: int,
     device: str,
     progress: bool,
-    settings: dict[str, Any],
-    t_start: float,
-    *,
-    image_size: int | None = None,
-    train_subset: float = 1.0,
-    test_subset: float = 1.0,
-) -> BaselineResult:
-    """linear / mlp on pixels: the imgcls trainer, sized for the dataset's own images."""
-    from imgcls.train import TrainConfig, train
-
-    info = train_set.info
+) -> TrainConfig:
+    """The training run of ``linear`` / ``mlp`` on pixels: this module's recipe (see the module docstring),
+    sized for the dataset's own images."""
     ep, rate = epochs or _PIXEL_DEFAULTS[method][0], lr or _PIXEL_DEFAULTS[method][1]
-    cfg = TrainConfig(
+    return TrainConfig(
         model=_MODEL_OF[method],
         model_kwargs={"input_size": list(info.image_size)},
         dataset=dataset,
@@ -269,7 +277,16 @@ def _train_pixels(
         seed=seed,
         progress=progress,
     )
-    settings.update(model=cfg.model, epochs=ep, lr=rate, optimizer=cfg.optimizer, batch_size=batch_size)
+
+
+def _train_pixels(
+    cfg: TrainConfig, method: str, train_set: Any, test_set: Any, *, settings: dict[str, Any], t_start: float
+) -> BaselineResult:
+    """linear / mlp on pixels: the imgcls trainer runs ``cfg``; its test figures become the result."""
+    info = train_set.info
+    settings.update(
+        model=cfg.model, epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, batch_size=cfg.batch_size
+    )
     result = train(cfg)
     c, h, w = info.channels, *info.image_size
     return BaselineResult(

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from imgcls.classic.knn import as_labels, as_matrix
+from imgcls.classic.inputs import as_labels, as_matrix
 from imgcls.errors import ConfigError, DataError
 
 __all__ = ["GaussianNB"]

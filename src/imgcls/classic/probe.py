@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.classic.knn import as_labels, as_matrix
+from imgcls.classic.inputs import as_labels, as_matrix
 from imgcls.errors import ConfigError, DataError
 
 __all__ = ["FeatureProbe", "train_probe"]

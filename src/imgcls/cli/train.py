@@ -116,7 +116,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from imgcls.train import train
-    from imgcls.train.distributed import in_launched_process, launch_training
+    from imgcls.train.distributed import in_launched_process
+    from imgcls.train.launch import launch_training
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     if "dataset" in overrides:

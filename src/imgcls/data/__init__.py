@@ -15,7 +15,7 @@ from imgcls.data.datasets import (
     subset,
 )
 from imgcls.data.folder import FolderDataset
-from imgcls.data.idx import read_idx, write_idx
+from imgcls.data.idx import read_idx
 from imgcls.data.info import DatasetInfo, InMemoryDataset
 from imgcls.data.loader import BatchLoader, StreamingLoader, make_loader
 from imgcls.data.transforms import AUGMENT_PRESETS, AugmentConfig, augment_batch, get_augment, normalize
@@ -39,5 +39,4 @@ __all__ = [
     "normalize",
     "read_idx",
     "subset",
-    "write_idx",
 ]

@@ -587,20 +587,12 @@ def load_dataset(
     into memory when its decoded training split takes at most 2 GiB, else streams it. Raises
     :class:`DataError` when the data is missing or corrupt.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split '{split}': use {', '.join(SPLITS)}")
-    for what, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= fraction < 1.0:
-            raise ConfigError(f"{what} must be in [0, 1), got {fraction}")
-    if channels not in (None, 1, 3):
-        raise ConfigError(f"channels must be 1 or 3, got {channels}")
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-        raise ConfigError(f"image_size must be a positive int, got {image_size!r}")
-    size = (image_size, image_size) if image_size else None
-
+    _check_request(split, val_fraction, test_fraction, channels, image_size)
     if name.startswith("folder:"):
-        path = Path(name[len("folder:") :]).expanduser()
-        kwargs = dict(
+        return load_folder(
+            name,
+            Path(name[len("folder:") :]).expanduser(),
+            split,
             image_size=image_size,
             channels=channels,
             val_fraction=val_fraction,
@@ -609,8 +601,6 @@ def load_dataset(
             skip_bad=skip_bad,
             in_memory=in_memory,
         )
-        return load_folder(name, path, split, **kwargs)  # type: ignore[arg-type]
-
     if split == "all":
         raise ConfigError(f"the split 'all' is for folders; dataset '{name}' has train, val and test")
     if split == "val" and val_fraction <= 0:
@@ -618,30 +608,18 @@ def load_dataset(
             f"dataset '{name}' has no validation split unless part of its training set is held out: "
             "give val_fraction > 0"
         )
-    carve = split in ("train", "val") and val_fraction > 0
-    source_split = "train" if split == "val" else split
+    size = (image_size, image_size) if image_size else None
     key_name = name.lower()
     if key_name == "digits":
-
-        def make_digits() -> InMemoryDataset:
-            train, test = (
-                _adapt(d, channels or 1, size) for d in _load_digits(0)
-            )  # one test set for all runs
-            parts = {"train": train, "test": test}
-            if val_fraction > 0:
-                parts |= {s: _hold_out(train, s, val_fraction, seed) for s in ("train", "val")}
-            mean, std = channel_stats(parts["train"].images)  # over the images it trains on
-            info = DatasetInfo(
-                "digits", train.info.classes, train.info.channels, train.info.image_size, mean, std
-            )
-            return InMemoryDataset(parts[split].images, parts[split].labels, info)
-
-        return _cached(("digits", split, val_fraction, seed, channels, size), make_digits)
-
+        return _cached(
+            ("digits", split, val_fraction, seed, channels, size),
+            lambda: _digits_split(split, val_fraction, seed, channels, size),
+        )
     if key_name not in BUILTINS:
         raise unknown_name(
             "dataset", name, list_datasets(), hint="or folder:PATH for a folder of class folders"
         )
+    source_split = "train" if split == "val" else split
     spec = BUILTINS[key_name]
     files = _locate(spec, source_split, data_dir)
     if files is None and download:
@@ -654,4 +632,34 @@ def load_dataset(
         return _adapt(_load_builtin(spec, source_split, files), channels, size)
 
     whole = _cached((key_name, source_split, _file_key(files), channels, size), make)
+    carve = split in ("train", "val") and val_fraction > 0
     return _hold_out(whole, split, val_fraction, seed) if carve else whole
+
+
+def _check_request(
+    split: str, val_fraction: float, test_fraction: float, channels: int | None, image_size: int | None
+) -> None:
+    """One-line ConfigErrors for the arguments of :func:`load_dataset` that no dataset could take."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}': use {', '.join(SPLITS)}")
+    for what, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError(f"{what} must be in [0, 1), got {fraction}")
+    if channels not in (None, 1, 3):
+        raise ConfigError(f"channels must be 1 or 3, got {channels}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise ConfigError(f"image_size must be a positive int, got {image_size!r}")
+
+
+def _digits_split(
+    split: str, val_fraction: float, seed: int, channels: int | None, size: tuple[int, int] | None
+) -> InMemoryDataset:
+    """scikit-learn's digits: one fixed test set for all runs (seed 0), a seeded validation share held out
+    of the rest, normalised with the statistics of the images it trains on."""
+    train, test = (_adapt(d, channels or 1, size) for d in _load_digits(0))
+    parts = {"train": train, "test": test}
+    if val_fraction > 0:
+        parts |= {s: _hold_out(train, s, val_fraction, seed) for s in ("train", "val")}
+    mean, std = channel_stats(parts["train"].images)  # over the images it trains on
+    info = DatasetInfo("digits", train.info.classes, train.info.channels, train.info.image_size, mean, std)
+    return InMemoryDataset(parts[split].images, parts[split].labels, info)

@@ -21,7 +21,7 @@ import numpy as np
 
 from imgcls.errors import DataError
 
-__all__ = ["IDX_IMAGES", "IDX_LABELS", "read_idx", "write_idx"]
+__all__ = ["IDX_IMAGES", "IDX_LABELS", "read_idx"]
 
 IDX_IMAGES = 0x00000803
 IDX_LABELS = 0x00000801
@@ -129,18 +129,3 @@ def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
             raise _size_error(path, dims, expected, "found more")
     array = np.frombuffer(data, dtype=dtype).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=False)
-
-
-def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:
-    """Write ``array`` as an IDX file, gzipped if ``compress`` (by default: if the name ends in ``.gz``)."""
-    path = Path(path)
-    array = np.ascontiguousarray(array)
-    codes = {np.dtype(v).newbyteorder("="): k for k, v in _DTYPES.items()}
-    code = codes.get(array.dtype.newbyteorder("="))
-    if code is None:
-        raise DataError(f"IDX cannot store dtype {array.dtype}")
-    data = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    data += array.astype(np.dtype(_DTYPES[code]), copy=False).tobytes()
-    if compress if compress is not None else path.suffix == ".gz":
-        data = gzip.compress(data, mtime=0)
-    path.write_bytes(data)

@@ -1,6 +1,6 @@
-"""What every dataset shares: its description (:class:`DatasetInfo`), the in-memory container, and the few
+"""What every dataset shares: its description (:class:`DatasetInfo`), the in-memory container, the few
 tensor helpers all sources use (channel conversion, antialiased resize, per-channel statistics, a seeded
-stratified split).
+stratified split), and how a dataset's class names map onto a model's outputs.
 
 Images are kept as ``uint8`` ``(N, C, H, W)`` tensors until a batch is drawn: a quarter of the memory of
 ``float32``, and converting only the batch is what lets :class:`imgcls.data.loader.BatchLoader` stay fast.
@@ -9,6 +9,7 @@ Images are kept as ``uint8`` ``(N, C, H, W)`` tensors until a batch is drawn: a 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imgcls.errors import ConfigError, DataError
+from imgcls.errors import CheckpointError, ConfigError, DataError
 
 __all__ = [
     "LUMA_601",
@@ -25,6 +26,7 @@ __all__ = [
     "adapt_info",
     "channel_stats",
     "convert_channels",
+    "match_classes",
     "resize_images",
     "stratified_split",
 ]
@@ -189,6 +191,32 @@ def adapt_info(
             mean = (round(sum(w * m for w, m in zip(LUMA_601, mean, strict=True)), 4),)
             std = (round(sum(w * s for w, s in zip(LUMA_601, std, strict=True)), 4),)
     return DatasetInfo(info.name, info.classes, new_c, tuple(image_size or info.image_size), mean, std)
+
+
+def match_classes(
+    model_classes: Sequence[str], data_classes: Sequence[str], dataset: str
+) -> list[int] | None:
+    """How a dataset's labels map onto a model's outputs, by class name.
+
+    None when the names are the same, in the same order; the model's index of each dataset label when the
+    same names come in another order; a :class:`CheckpointError` naming both lists when the names differ
+    (a class count that matches is not enough: a model trained on a folder scored on Fashion-MNIST would
+    read its labels in another order).
+    """
+    model_classes, data_classes = list(model_classes), list(data_classes)
+    if model_classes == data_classes:
+        return None
+    if sorted(model_classes) == sorted(data_classes) and len(set(model_classes)) == len(model_classes):
+        index = {name: i for i, name in enumerate(model_classes)}
+        return [index[name] for name in data_classes]
+
+    def show(names: list[str]) -> str:
+        return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+
+    raise CheckpointError(
+        f"the model's classes ({show(model_classes)}) are not those of dataset '{dataset}' ({show(data_classes)}): "
+        "evaluate on a dataset with the same class names (a folder's class names are its sub-folder names)"
+    )
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

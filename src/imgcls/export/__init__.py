@@ -9,7 +9,7 @@
 onnx, onnxscript and onnxruntime are optional (``pip install 'imgcls[export]'``) and imported only when used.
 """
 
-from imgcls.export.onnx import ExportResult, OnnxClassifier, export_onnx, read_onnx_metadata
+from imgcls.export.onnx import ExportResult, OnnxClassifier, export_onnx
 from imgcls.export.torch_export import export_torch
 
-__all__ = ["ExportResult", "OnnxClassifier", "export_onnx", "export_torch", "read_onnx_metadata"]
+__all__ = ["ExportResult", "OnnxClassifier", "export_onnx", "export_torch"]

@@ -55,7 +55,6 @@ __all__ = [
     "compare_logits",
     "export_model_onnx",
     "export_onnx",
-    "read_onnx_metadata",
     "require",
     "run_metadata",
 ]
@@ -361,12 +360,6 @@ def export_onnx(
         verify=verify,
     )
     return ExportResult(path, "onnx", meta, parity)
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``imgcls`` metadata of an ONNX file (see the module docstring), checked; DataError where absent."""
-    session = _session(path, threads=1)
-    return _checked_metadata(session, path)
 
 
 def _checked_metadata(session: Any, path: str | Path) -> dict[str, Any]:

@@ -3,14 +3,13 @@
 ``torchrun --nproc-per-node N -m imgcls train ...`` (or ``--nnodes``/``--rdzv-endpoint`` for several
 machines) starts N processes that each call the same trainer; :func:`setup` finds them in the environment
 torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``) and joins the process group: NCCL on
-CUDA (one GPU per local rank), gloo on CPUs. ``imgcls train --nproc N`` is :func:`launch_training`: the same
-torchrun machinery (``torch.distributed.launcher.elastic_launch``, a standalone c10d rendezvous on this
-machine), not a process manager of our own.
+CUDA (one GPU per local rank), gloo on CPUs. ``imgcls train --nproc N`` is
+:func:`imgcls.train.launch.launch_training`, above the trainer: the same torchrun machinery.
 
 What each process does is in the trainer; this module holds the plumbing it needs: who is rank 0, sums over
 the processes, broadcasts, and a step that only rank 0 takes (writing files) whose failure every rank reports.
 
-A process that dies stops the job (torchrun stops the others; :func:`launch_training` raises its one-line
+A process that dies stops the job (torchrun stops the others; ``launch_training`` raises its one-line
 message). With ``torchrun --max-restarts N``, a run given a ``--name`` is resumed from its last checkpoint
 when torchrun starts it again (``TORCHELASTIC_RESTART_COUNT`` > 0), with whatever number of processes.
 """
@@ -19,12 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -32,15 +28,10 @@ from torch import nn
 from imgcls import errors
 from imgcls.errors import ConfigError, ImgclsError
 
-if TYPE_CHECKING:
-    from imgcls.train.config import TrainConfig
-    from imgcls.train.trainer import TrainResult
-
 __all__ = [
     "DistContext",
     "DistributedError",
     "in_launched_process",
-    "launch_training",
     "restart_count",
     "setup",
 ]
@@ -124,13 +115,13 @@ class DistContext:
                 result = fn()
             except Exception as e:  # every rank must hear of it before rank 0 raises
                 error = e
-        box = [(result, None if error is None else (type(error).__name__, _first_line(error)))]
+        box = [(result, None if error is None else (type(error).__name__, first_line(error)))]
         torch.distributed.broadcast_object_list(box, src=0)
         if error is not None:
             raise error
         result, failed = box[0]
         if failed is not None:
-            raise _error_class(failed[0])(f"{failed[1]} (on rank 0)")
+            raise error_class(failed[0])(f"{failed[1]} (on rank 0)")
         return result
 
     def close(self) -> None:
@@ -139,12 +130,12 @@ class DistContext:
             torch.distributed.destroy_process_group()
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _error_class(name: str) -> type[ImgclsError]:
+def error_class(name: str) -> type[ImgclsError]:
     """The imgcls error class of that name (the base class for anything else, e.g. an OSError)."""
     cls = getattr(errors, name, None)
     return cls if isinstance(cls, type) and issubclass(cls, ImgclsError) else DistributedError
@@ -185,7 +176,7 @@ def setup(device: torch.device) -> tuple[DistContext, torch.device]:
             dist.init_process_group(backend, device_id=device if backend == "nccl" else None)
         except (RuntimeError, ValueError) as e:
             raise DistributedError(
-                f"process {rank} of {world} could not join the others ({_first_line(e)}): check that every "
+                f"process {rank} of {world} could not join the others ({first_line(e)}): check that every "
                 "process was started with the same torchrun rendezvous (--rdzv-endpoint, --nnodes)"
             ) from None
     else:
@@ -193,78 +184,3 @@ def setup(device: torch.device) -> tuple[DistContext, torch.device]:
     log.debug("process %d of %d (local %d), %s on %s", rank, world, local, backend, device)
     comm = device if backend == "nccl" else torch.device("cpu")
     return DistContext(rank, world, local, backend, owns, comm), device
-
-
-# ------------------------------------------------------------------------------------------------ launching
-def launch_training(cfg: TrainConfig, nproc: int) -> TrainResult:
-    """Train ``cfg`` on ``nproc`` processes of this machine, started by torchrun's machinery; returns rank 0's
-    result. Each process gets ``cpu_count // nproc`` threads unless ``cfg.threads`` says otherwise (torchrun
-    itself gives 1). A process that fails stops the others; its one-line message is raised here."""
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    if not isinstance(nproc, int) or nproc < 1:
-        raise ConfigError(f"nproc must be a positive number of processes, got {nproc!r}")
-    if nproc == 1:
-        from imgcls.train.trainer import train
-
-        return train(cfg)
-    if cfg.threads is None:
-        cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // nproc))
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=nproc,
-        run_id=f"imgcls-{uuid.uuid4().hex[:12]}",
-        rdzv_backend="c10d",  # torchrun --standalone: a rendezvous on a free port of this machine
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-        monitor_interval=0.1,
-        start_method="spawn",
-    )
-    level = logging.getLogger("imgcls").getEffectiveLevel()
-    elastic = logging.getLogger("torch.distributed.elastic")
-    saved = elastic.level
-    elastic.setLevel(logging.CRITICAL)  # its report of a failed worker is a traceback; ours is one line
-    with tempfile.TemporaryDirectory(prefix="imgcls-dist-") as errors_dir:
-        try:
-            results = elastic_launch(config, _worker)(cfg, level, errors_dir)
-        except ChildFailedError as e:
-            raise _child_error(e, Path(errors_dir)) from None
-        finally:
-            elastic.setLevel(saved)
-    return results[0]
-
-
-def _child_error(e: Any, errors_dir: Path) -> ImgclsError:
-    """The error of the first process that failed: its own one-line message, else how it ended."""
-    for rank in sorted(e.failures):
-        path = errors_dir / f"rank{rank}.txt"
-        if path.is_file():
-            name, _, message = path.read_text(encoding="utf-8").partition("\n")
-            cls = _error_class(name)
-            if cls is DistributedError and name != DistributedError.__name__:  # not the user's to fix: a bug
-                message = (
-                    f"internal error in training process {rank}: {name}: {message.strip()} (please report it)"
-                )
-            return cls(message.strip())
-    rank, failure = min(e.failures.items())
-    how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit status {failure.exitcode}"
-    return DistributedError(
-        f"training process {rank} died ({how}) and the run stopped: resume it with "
-        "imgcls train --resume RUN (any number of processes)"
-    )
-
-
-def _worker(cfg: TrainConfig, level: int, errors_dir: str) -> TrainResult:
-    """One process of :func:`launch_training`: set up logging as the CLI does, train, and on failure leave a
-    one-line message for the launcher before exiting."""
-    logging.basicConfig(level=level, format="%(message)s")
-    from imgcls.train.trainer import train
-
-    try:
-        return train(cfg)
-    except Exception as e:
-        rank = os.environ.get("RANK", "0")
-        Path(errors_dir, f"rank{rank}.txt").write_text(f"{type(e).__name__}\n{_first_line(e)}\n", "utf-8")
-        raise SystemExit(2) from None

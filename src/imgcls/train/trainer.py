@@ -38,9 +38,9 @@ from torch import nn
 
 import imgcls
 from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader, subset
-from imgcls.data.info import DatasetInfo, adapt_info
+from imgcls.data.info import DatasetInfo, adapt_info, match_classes
 from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError
-from imgcls.evaluate import EvalResult, evaluate, match_classes
+from imgcls.metrics import EvalResult, evaluate
 from imgcls.models import create_model, get_model_spec, load_pretrained
 from imgcls.models.layers.filter_rms import renormalize_filters_
 from imgcls.models.pretrained import load_state_dict_file, remap_legacy_keys
@@ -597,6 +597,13 @@ class _Trainer:
             self.dist.close()
 
     def _run(self) -> TrainResult:
+        total_steps, num_epochs = self._build_optimizer()
+        start_epoch, step, best_acc, history = self._begin(num_epochs)
+        step = self._train_epochs(start_epoch, num_epochs, step, total_steps, best_acc, history)
+        return self._finish(step, history)
+
+    def _build_optimizer(self) -> tuple[int, int]:
+        """The optimizer, schedule and loss scaler of the run; returns its total steps and epochs."""
         cfg = self.cfg
         steps_per_epoch = len(self.train_loader) // cfg.accum_steps
         total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
@@ -607,9 +614,13 @@ class _Trainer:
         self.schedule = build_schedule(self.optimizer, cfg, total_steps, steps_per_epoch)
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        return total_steps, num_epochs
 
+    def _begin(self, num_epochs: int) -> tuple[int, int, float, list[dict[str, Any]]]:
+        """Restore a resumed run's state or announce a new run; returns the first epoch, the step, the best
+        validation accuracy so far (-1 for none) and the history of the epochs done."""
+        cfg, dist = self.cfg, self.dist
         start_epoch, step, best_acc, history = 0, 0, -1.0, []
-        dist = self.dist
         if cfg.resume:
             start_epoch, step, best_acc, history = self._restore(self.run_dir / ckpt.STATE)
             log.info("resuming %s at epoch %d/%d", self.run_dir, start_epoch + 1, num_epochs)
@@ -642,9 +653,20 @@ class _Trainer:
                 cfg.batch_size,
                 cfg.batch_size // dist.world_size,  # type: ignore[operator]
             )
+        return start_epoch, step, best_acc, history
 
-        train_seconds = sum(r["epoch_seconds"] for r in history)
-        images_seen = sum(r["images"] for r in history)
+    def _train_epochs(
+        self,
+        start_epoch: int,
+        num_epochs: int,
+        step: int,
+        total_steps: int,
+        best_acc: float,
+        history: list[dict[str, Any]],
+    ) -> int:
+        """Train, validate and checkpoint epoch by epoch until the last, ``total_steps`` or an early stop;
+        appends each epoch's row to ``history`` and returns the step reached."""
+        cfg, dist = self.cfg, self.dist
         epoch = start_epoch
         try:
             for epoch in range(start_epoch, num_epochs):
@@ -653,8 +675,6 @@ class _Trainer:
                 if self.ema is not None:
                     dist.broadcast_buffers(self.ema.module)
                 self._check_weights(epoch, step)
-                train_seconds += row["epoch_seconds"]
-                images_seen += row["images"]
                 is_last = epoch == num_epochs - 1 or step >= total_steps
                 best = False
                 if self.val_loader is not None and (is_last or (epoch + 1) % cfg.eval_every == 0):
@@ -692,13 +712,18 @@ class _Trainer:
                 self.run_dir,
             )
             raise
+        return step
 
-        # The test split, once: on the weights the run reports (the best on validation, else the last).
+    def _finish(self, step: int, history: list[dict[str, Any]]) -> TrainResult:
+        """The test split, once: on the weights the run reports (the best on validation, else the last)."""
         weights = "best" if (self.run_dir / ckpt.WEIGHTS_BEST).is_file() else "last"
         test = self._evaluate(self.test_loader, self._reported_model(weights))
         best_row = _best_row(history)
         if best_row is not None and "val_acc" not in best_row:  # a run from before validation, resumed
             best_row = None
+        # the rows of the epochs done, resumed ones included, in order
+        train_seconds = sum(r["epoch_seconds"] for r in history)
+        images_seen = sum(r["images"] for r in history)
         total = time.perf_counter() - self.t_start
         result = TrainResult(
             run_dir=self.run_dir,
@@ -715,7 +740,7 @@ class _Trainer:
             history=history,
             eval=test,
         )
-        if dist.is_main:
+        if self.dist.is_main:
             self._write_result(result, test)
         log.info(
             "test accuracy %.2f%% (top-5 %.2f%%) of the %s weights%s",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from imgcls.evaluate import evaluate
+from imgcls.metrics import evaluate
 
 from .fixed_model import FixedLogits
 
