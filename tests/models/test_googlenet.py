@@ -12,7 +12,7 @@ from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models import AuxOutputs, count_params, create_model
-from imgcls.models.googlenet import INCEPTION_TABLE, VARIANTS, BasicConv2d
+from imgcls.models.googlenet import INCEPTION_TABLE, NUM_PARAMS_WITH_AUX, VARIANTS, BasicConv2d
 
 KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
 
@@ -43,7 +43,7 @@ def test_state_dict_matches_torchvision_with_and_without_aux() -> None:
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_parameter_counts_with_and_without_aux(name: str) -> None:
-    _, without_aux, with_aux, *_ = VARIANTS[name]
+    without_aux, with_aux = VARIANTS[name].num_params, NUM_PARAMS_WITH_AUX[name]
     assert count_params(_meta(name, aux_logits=False)) == without_aux
     assert count_params(_meta(name)) == with_aux  # googlenet: 13,004,888 (torchvision with aux1 / aux2)
 

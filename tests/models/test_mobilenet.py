@@ -49,7 +49,7 @@ def _gmacs(name: str) -> float:
 def test_v1_matches_paper_tables_6_and_7(name: str) -> None:
     """Our exact count rounds to the paper's "Million Parameters"; mult-adds match its "Million Mult-Adds"."""
     spec = get_model_spec(name)
-    cfg, ref = mnv1.VARIANTS[name]
+    ref = mnv1.VARIANTS[name]
     assert round(spec.num_params / 1e6, 1) == ref.paper_params_m
     assert _gmacs(name) == pytest.approx(ref.gmacs, rel=0.01)
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models.layers import ConvNormAct, make_divisible
-from imgcls.models.registry import ModelSpec, Ref, register_model
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["BLOCKS", "VARIANTS", "InvertedResidual", "MobileNetV2", "MobileNetV2Config"]
 
@@ -170,58 +170,33 @@ class MobileNetV2(nn.Module):
 
 
 # Table 4 (the two MobileNetV2 rows), then the widths of Fig. 5 / Sec. 6.1 without a table row.
-VARIANTS: dict[str, tuple[MobileNetV2Config, Ref]] = {
-    "mobilenet_v2": (
+VARIANTS: dict[str, Variant] = {
+    "mobilenet_v2": Variant(
         MobileNetV2Config(1.0),
-        Ref(
-            3_504_872,
-            0.300,
-            72.0,
-            "torchvision mobilenet_v2 (count); Sandler et al. 2018 Table 4 (3.4M, 300M MAdds)",
-        ),
+        3_504_872,
+        "torchvision mobilenet_v2 (count); Sandler et al. 2018 Table 4 (3.4M, 300M MAdds)",
+        gmacs=0.300,
+        top1=72.0,
     ),
-    "mobilenet_v2_1_4": (
+    "mobilenet_v2_1_4": Variant(
         MobileNetV2Config(1.4),
-        Ref(
-            6_108_776,
-            0.585,
-            74.7,
-            "computed (Sandler et al. 2018 Table 4 says 6.9M; 585M MAdds, 74.7 % top-1)",
-        ),
+        6_108_776,
+        "computed (Sandler et al. 2018 Table 4 says 6.9M; 585M MAdds, 74.7 % top-1)",
+        gmacs=0.585,
+        top1=74.7,
     ),
-    "mobilenet_v2_0_75": (
-        MobileNetV2Config(0.75),
-        Ref(2_636_424, None, None, "computed (Fig. 5 width 0.75)"),
-    ),
-    "mobilenet_v2_0_5": (MobileNetV2Config(0.5), Ref(1_968_680, None, None, "computed (Fig. 5 width 0.5)")),
-    "mobilenet_v2_0_35": (
-        MobileNetV2Config(0.35),
-        Ref(1_677_128, None, None, "computed (Fig. 5 width 0.35)"),
-    ),
+    "mobilenet_v2_0_75": Variant(MobileNetV2Config(0.75), 2_636_424, "computed (Fig. 5 width 0.75)"),
+    "mobilenet_v2_0_5": Variant(MobileNetV2Config(0.5), 1_968_680, "computed (Fig. 5 width 0.5)"),
+    "mobilenet_v2_0_35": Variant(MobileNetV2Config(0.35), 1_677_128, "computed (Fig. 5 width 0.35)"),
 }
 
 
-def _build(
-    cfg: MobileNetV2Config, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool | float
-) -> MobileNetV2:
-    return MobileNetV2(cfg, num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[arg-type]
-
-
-for _name, (_cfg, _ref) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="mobilenetv2",
-            cam_layer="features",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_ref.num_params,
-            source=_ref.source,
-            input_size=(3, 224, 224),
-            # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
-            test_input_size=(3, 64, 64),
-            small_input_kwargs={"small_input": True},
-            gmacs=_ref.gmacs,
-            top1=_ref.top1,
-        )
-    )
+register_family(
+    "mobilenetv2",
+    MobileNetV2,
+    VARIANTS,
+    cam_layer="features",
+    # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
+    test_input_size=(3, 64, 64),
+    small_input_kwargs={"small_input": True},
+)

@@ -42,7 +42,7 @@ from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models.layers import ClassifierHead, DropPath, drop_path_rates
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import Variant, register_family
 from imgcls.models.resnet import conv1x1, conv3x3
 
 __all__ = ["VARIANTS", "PreActBasicBlock", "PreActResNet", "PreActResNetConfig"]
@@ -162,33 +162,20 @@ class PreActResNet(nn.Module):
 
 
 # Not a row of the paper's tables (see the module docstring): the CIFAR ResNet-18 layout of arXiv:1512.03385
-# Table 1 with pre-activation blocks. name -> (config, parameters at 10 classes, source).
-VARIANTS: dict[str, tuple[PreActResNetConfig, int, str]] = {
-    "preact_resnet18": (
+# Table 1 with pre-activation blocks. Parameters at 10 classes.
+VARIANTS: dict[str, Variant] = {
+    "preact_resnet18": Variant(
         PreActResNetConfig(layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), final_norm=False),
         11_171_146,
         "the common CIFAR PreAct-ResNet-18 (3x3 stem, [2,2,2,2] pre-act blocks, 1x1 projections, no final BN)",
     ),
 }
 
-
-def _build(
-    cfg: PreActResNetConfig, num_classes: int = 10, in_chans: int = 3, *, drop_path_rate: float = 0.0
-) -> PreActResNet:
-    return PreActResNet(cfg, num_classes=num_classes, in_chans=in_chans, drop_path_rate=drop_path_rate)
-
-
-for _name, (_cfg, _params, _source) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="preact_resnet",
-            cam_layer="act",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            ref_kwargs={"num_classes": 10},
-            source=_source,
-            input_size=(3, 32, 32),
-        )
-    )
+register_family(
+    "preact_resnet",
+    PreActResNet,
+    VARIANTS,
+    cam_layer="act",
+    input_size=(3, 32, 32),
+    ref_kwargs={"num_classes": 10},
+)

@@ -38,7 +38,7 @@ from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models.layers import ClassifierHead, ConvNormAct, drop_path_rates
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import Variant, register_family
 from imgcls.models.resnet import BasicBlock
 
 __all__ = ["VARIANTS", "CifarResNet", "CifarResNetConfig", "ZeroPadShortcut"]
@@ -155,37 +155,23 @@ _T6 = (
 )
 _F6 = "He et al. 2015 Fig. 6 (plain nets: same layers as the ResNet, no shortcuts, so the same count)"
 
-# He et al. 2015, Table 6 (CIFAR-10): name -> (config, parameters at 10 classes, CIFAR-10 test accuracy %,
-# source). The plain rows are the Fig. 6 baselines of the same depth.
-VARIANTS: dict[str, tuple[CifarResNetConfig, int, float | None, str]] = {
-    "cifar_resnet20": (CifarResNetConfig(20), 269_722, 91.25, _T6),
-    "cifar_resnet32": (CifarResNetConfig(32), 464_154, 92.49, _T6),
-    "cifar_resnet44": (CifarResNetConfig(44), 658_586, 92.83, _T6),
-    "cifar_resnet56": (CifarResNetConfig(56), 853_018, 93.03, _T6),
-    "cifar_resnet110": (CifarResNetConfig(110), 1_727_962, 93.57, _T6),
-    "plain20": (CifarResNetConfig(20, residual=False), 269_722, None, _F6),
-    "plain56": (CifarResNetConfig(56, residual=False), 853_018, None, _F6),
+# He et al. 2015, Table 6 (CIFAR-10): parameters at 10 classes, top-1 = CIFAR-10 test accuracy %. The plain
+# rows are the Fig. 6 baselines of the same depth.
+VARIANTS: dict[str, Variant] = {
+    "cifar_resnet20": Variant(CifarResNetConfig(20), 269_722, _T6, top1=91.25),
+    "cifar_resnet32": Variant(CifarResNetConfig(32), 464_154, _T6, top1=92.49),
+    "cifar_resnet44": Variant(CifarResNetConfig(44), 658_586, _T6, top1=92.83),
+    "cifar_resnet56": Variant(CifarResNetConfig(56), 853_018, _T6, top1=93.03),
+    "cifar_resnet110": Variant(CifarResNetConfig(110), 1_727_962, _T6, top1=93.57),
+    "plain20": Variant(CifarResNetConfig(20, residual=False), 269_722, _F6),
+    "plain56": Variant(CifarResNetConfig(56, residual=False), 853_018, _F6),
 }
 
-
-def _build(
-    cfg: CifarResNetConfig, num_classes: int = 10, in_chans: int = 3, *, drop_path_rate: float = 0.0
-) -> CifarResNet:
-    return CifarResNet(cfg, num_classes=num_classes, in_chans=in_chans, drop_path_rate=drop_path_rate)
-
-
-for _name, (_cfg, _params, _top1, _source) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="resnet_cifar",
-            cam_layer="stages",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            ref_kwargs={"num_classes": 10},
-            source=_source,
-            input_size=(3, 32, 32),
-            top1=_top1,
-        )
-    )
+register_family(
+    "resnet_cifar",
+    CifarResNet,
+    VARIANTS,
+    cam_layer="stages",
+    input_size=(3, 32, 32),
+    ref_kwargs={"num_classes": 10},
+)
