@@ -52,6 +52,7 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from imgcls.errors import ConfigError
+from imgcls.models.layers import kaiming_init_, linear_zero_bias_
 from imgcls.models.registry import Variant, register_family
 
 __all__ = [
@@ -284,14 +285,7 @@ class DenseNet(nn.Module):
 
     def init_weights(self) -> None:
         # torchvision's DenseNet init: He-normal (fan-in) convolutions, unit/zero BatchNorm, zero linear bias.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, mode="fan_in", linear=linear_zero_bias_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()

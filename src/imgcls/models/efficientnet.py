@@ -65,7 +65,16 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ConvNormAct, DropPath, SqueezeExcite, drop_path_rates, make_divisible
+from imgcls.models.layers import (
+    ConvNormAct,
+    DropPath,
+    SqueezeExcite,
+    drop_path_rates,
+    kaiming_init_,
+    linear_uniform_out_,
+    make_divisible,
+    small_input_strides,
+)
 from imgcls.models.registry import Variant, register_family
 
 __all__ = [
@@ -244,19 +253,17 @@ class EfficientNet(nn.Module):
         w, d = cfg.width_mult, cfg.depth_mult
         chs = make_divisible(STEM_WIDTH * w, 8)
         # small_input: total stride 8 instead of 32 (see the module docstring).
+        stem_stride, strides = small_input_strides([s for _, _, s, _, _ in B0_STAGES], small_input)
         layers: list[nn.Module] = [
-            ConvNormAct(in_chans, chs, 3, 1 if small_input else 2, norm_layer=norm, act_layer=nn.SiLU)
+            ConvNormAct(in_chans, chs, 3, stem_stride, norm_layer=norm, act_layer=nn.SiLU)
         ]
 
         repeats = [math.ceil(n * d) for *_, n in B0_STAGES]
         total = sum(repeats)
         # torchvision's schedule: block i of N gets p * i / N, i.e. drop_path_rates shifted by one block.
         rates = [0.0, *drop_path_rates(cfg.stochastic_depth_prob, total)[:-1]]
-        block_id, first_down = 0, True
-        for (t, k, s, c, _), n in zip(B0_STAGES, repeats, strict=True):
-            if s == 2 and first_down:
-                first_down = False
-                s = 1 if small_input else 2
+        block_id = 0
+        for (t, k, _, c, _), s, n in zip(B0_STAGES, strides, repeats, strict=True):
             out = make_divisible(c * w, 8)
             stage = []
             for i in range(n):
@@ -280,18 +287,7 @@ class EfficientNet(nn.Module):
         the classifier: uniform in +-1/sqrt(num_classes) (``dense_kernel_initializer``); biases zero,
         BatchNorm scale one.
         """
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, linear=linear_uniform_out_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[1] = self._linear(num_classes)

@@ -31,7 +31,13 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ClassifierHead, ConvNormAct
+from imgcls.models.layers import (
+    ClassifierHead,
+    ConvNormAct,
+    kaiming_init_,
+    linear_normal_,
+    small_input_strides,
+)
 from imgcls.models.registry import Variant, register_family
 
 __all__ = ["LAYERS", "VARIANTS", "DepthwiseSeparableConv", "MobileNetV1", "MobileNetV1Config"]
@@ -100,14 +106,11 @@ class MobileNetV1(nn.Module):
             raise ConfigError(f"width_mult must be > 0, got {cfg.width_mult}")
         self.cfg = cfg
         # small_input: total stride 8 instead of 32 (see the module docstring).
-        stem_stride = 1 if small_input else 2
+        stem_stride, strides = small_input_strides([s for s, _ in LAYERS], small_input)
         chs = _scaled(STEM_WIDTH, cfg.width_mult)
         self.stem = ConvNormAct(in_chans, chs, 3, stem_stride)
         layers: list[nn.Module] = []
-        first_down = True
-        for stride, out in LAYERS:
-            if stride == 2 and small_input and first_down:
-                stride, first_down = 1, False
+        for stride, (_, out) in zip(strides, LAYERS, strict=True):
             layers.append(DepthwiseSeparableConv(chs, _scaled(out, cfg.width_mult), stride))
             chs = _scaled(out, cfg.width_mult)
         self.features = nn.Sequential(*layers)
@@ -120,15 +123,7 @@ class MobileNetV1(nn.Module):
         # The paper does not say how it initialises (TF-slim uses a truncated normal of stddev 0.09). We use He
         # et al. 2015 (arXiv:1502.01852) fan_out for the convs and N(0, 0.01) for the classifier, as
         # torchvision's MobileNetV2 does; BN starts as the identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, linear=linear_normal_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)

@@ -36,7 +36,13 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ConvNormAct, make_divisible
+from imgcls.models.layers import (
+    ConvNormAct,
+    kaiming_init_,
+    linear_normal_,
+    make_divisible,
+    small_input_strides,
+)
 from imgcls.models.registry import Variant, register_family
 
 __all__ = ["BLOCKS", "VARIANTS", "InvertedResidual", "MobileNetV2", "MobileNetV2Config"]
@@ -115,12 +121,10 @@ class MobileNetV2(nn.Module):
         w, r = cfg.width_mult, cfg.round_nearest
         chs = make_divisible(STEM_WIDTH * w, r)
         # small_input: total stride 8 instead of 32 (see the module docstring).
-        layers: list[nn.Module] = [ConvNormAct(in_chans, chs, 3, 1 if small_input else 2, act_layer=nn.ReLU6)]
-        first_down = True
-        for t, c, n, s in BLOCKS:
+        stem_stride, strides = small_input_strides([s for *_, s in BLOCKS], small_input)
+        layers: list[nn.Module] = [ConvNormAct(in_chans, chs, 3, stem_stride, act_layer=nn.ReLU6)]
+        for (t, c, n, _), s in zip(BLOCKS, strides, strict=True):
             out = make_divisible(c * w, r)
-            if s == 2 and small_input and first_down:
-                s, first_down = 1, False
             for i in range(n):
                 layers.append(InvertedResidual(chs, out, s if i == 0 else 1, t))
                 chs = out
@@ -143,17 +147,7 @@ class MobileNetV2(nn.Module):
     def init_weights(self) -> None:
         # torchvision's MobileNetV2 (the paper does not say): He et al. 2015 (arXiv:1502.01852) fan_out normal
         # for convs, BN as the identity, N(0, 0.01) for the classifier (set in _linear).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, linear=linear_normal_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[1] = self._linear(num_classes)

@@ -30,6 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from imgcls.models.layers import kaiming_init_
 from imgcls.models.registry import Variant, register_family
 
 __all__ = ["QuickNet", "QuickNetConfig"]
@@ -119,12 +120,9 @@ class QuickNet(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # He et al. 2015 (arXiv:1502.01852) fan-out normal convolutions, BN as the identity, as the zoo's
+        # ResNets; the classifier keeps PyTorch's default.
+        kaiming_init_(self)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes, bias=False)

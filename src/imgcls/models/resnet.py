@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import DropPath, SqueezeExcite, drop_path_rates
+from imgcls.models.layers import DropPath, SqueezeExcite, drop_path_rates, kaiming_init_
 from imgcls.models.registry import Variant, register_family
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNetConfig", "VARIANTS", "conv1x1", "conv3x3"]
@@ -275,14 +275,9 @@ class ResNet(nn.Module):
         return [getattr(self, n) for n in self.stage_names]
 
     def init_weights(self, zero_init_residual: bool = False) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # He et al. 2015 ("Delving Deep into Rectifiers", arXiv:1502.01852) with fan_out, as
-                # torchvision and fb.resnet.torch initialise ResNets.
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # He et al. 2015 ("Delving Deep into Rectifiers", arXiv:1502.01852) with fan_out, as torchvision and
+        # fb.resnet.torch initialise ResNets; the SE gates' conv biases keep PyTorch's default.
+        kaiming_init_(self, zero_conv_bias=False)
         if zero_init_residual:
             # Goyal et al. 2017 (arXiv:1706.02677, Sec. 5.1): each residual block starts as the identity.
             for m in self.modules():

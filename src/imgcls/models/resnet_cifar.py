@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ClassifierHead, ConvNormAct, drop_path_rates
+from imgcls.models.layers import ClassifierHead, ConvNormAct, cifar_stages, kaiming_init_
 from imgcls.models.registry import Variant, register_family
 from imgcls.models.resnet import BasicBlock
 
@@ -107,35 +107,22 @@ class CifarResNet(nn.Module):
         self.cfg = cfg
         n = cfg.blocks_per_stage
         self.stem = ConvNormAct(in_chans, cfg.widths[0], 3)
-        rates = drop_path_rates(drop_path_rate, 3 * n)
-        in_chs = cfg.widths[0]
-        stages: list[nn.Module] = []
-        for i, width in enumerate(cfg.widths):
-            blocks: list[nn.Module] = []
-            for j in range(n):
-                stride = 2 if i > 0 and j == 0 else 1
-                down = None
-                if cfg.residual and (stride != 1 or in_chs != width):
-                    down = ZeroPadShortcut(in_chs, width, stride)
-                blocks.append(
-                    BasicBlock(in_chs, width, stride, down, residual=cfg.residual, drop_path=rates.pop(0))
-                )
-                in_chs = width
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.num_features: int = in_chs
-        self.head = ClassifierHead(in_chs, num_classes)
+        self.stages = cifar_stages(self._block, cfg.widths[0], (n, n, n), cfg.widths, drop_path_rate)
+        self.num_features: int = cfg.widths[-1]
+        self.head = ClassifierHead(self.num_features, num_classes)
         self.init_weights()
 
+    def _block(self, index: int, in_chs: int, out_chs: int, stride: int, drop_path: float) -> nn.Module:
+        residual = self.cfg.residual
+        down = None
+        if residual and (stride != 1 or in_chs != out_chs):
+            down = ZeroPadShortcut(in_chs, out_chs, stride)
+        return BasicBlock(in_chs, out_chs, stride, down, residual=residual, drop_path=drop_path)
+
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # "We use the weight initialization in [He et al. 2015, arXiv:1502.01852]" (Sec. 4.2); fan_out
-                # as in fb.resnet.torch.
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # "We use the weight initialization in [He et al. 2015, arXiv:1502.01852]" (Sec. 4.2); fan_out as in
+        # fb.resnet.torch.
+        kaiming_init_(self)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ConvNormAct
+from imgcls.models.layers import ConvNormAct, kaiming_init_, linear_normal_
 from imgcls.models.layers.shuffle import channel_shuffle
 from imgcls.models.registry import Variant, register_family
 
@@ -151,14 +151,7 @@ class ShuffleNetV1(nn.Module):
     def init_weights(self) -> None:
         # He et al. 2015 (arXiv:1502.01852) fan_out for convs (see the module docstring), BN as the identity;
         # the classifier is drawn in _linear.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
+        kaiming_init_(self, linear=linear_normal_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = self._linear(num_classes)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from imgcls.models.layers import kaiming_init_, linear_normal_
 from imgcls.models.registry import Variant, register_family
 
 __all__ = ["VARIANTS", "VGG", "VGGConfig"]
@@ -129,16 +130,7 @@ class VGG(nn.Module):
     def init_weights(self) -> None:
         """torchvision's VGG init: Kaiming-normal (fan-out, ReLU) convs, BN (1, 0), linears N(0, 0.01^2),
         all biases 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, linear=linear_normal_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[-1] = self._make_fc(num_classes)

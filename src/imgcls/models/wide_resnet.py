@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ClassifierHead
+from imgcls.models.layers import ClassifierHead, cifar_stages, kaiming_init_, linear_zero_bias_
 from imgcls.models.registry import Variant, register_family
 
 __all__ = ["BLOCK_TYPES", "VARIANTS", "WideBlock", "WideResNet", "WideResNetConfig", "wide_resnet"]
@@ -187,16 +187,13 @@ class WideResNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.stem = nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)
-        stages: list[nn.Module] = []
-        chs = 16
-        for width, stride in zip(cfg.widths, (1, 2, 2), strict=True):
-            blocks = [
-                WideBlock(chs if i == 0 else width, width, stride if i == 0 else 1, cfg.kernels, cfg.dropout)
-                for i in range(cfg.blocks_per_group)
-            ]
-            stages.append(nn.Sequential(*blocks))
-            chs = width
-        self.stages = nn.Sequential(*stages)
+
+        def block(index: int, in_chs: int, out_chs: int, stride: int, drop_path: float) -> nn.Module:
+            return WideBlock(in_chs, out_chs, stride, cfg.kernels, cfg.dropout)  # no stochastic depth in WRN
+
+        n = cfg.blocks_per_group
+        self.stages = cifar_stages(block, 16, (n, n, n), cfg.widths)
+        chs = cfg.widths[-1]
         self.norm = nn.BatchNorm2d(chs)  # the pre-activation network's closing BN-ReLU
         self.act = nn.ReLU(inplace=True)
         self.num_features = chs
@@ -204,17 +201,10 @@ class WideResNet(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # The authors' MSRinit (models/utils.lua): N(0, 2 / (k*k*out_channels)), i.e. He fan-out.
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                # The authors' FCinit zeroes the bias and keeps Torch's default uniform weight, which matches
-                # PyTorch's default bound 1/sqrt(fan_in).
-                nn.init.zeros_(m.bias)
+        # Convolutions: the authors' MSRinit (models/utils.lua), N(0, 2 / (k*k*out_channels)), i.e. He fan-out.
+        # Linear: the authors' FCinit zeroes the bias and keeps Torch's default uniform weight, which matches
+        # PyTorch's default bound 1/sqrt(fan_in).
+        kaiming_init_(self, linear=linear_zero_bias_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)
