@@ -141,7 +141,9 @@ def test_seresnet50_adds_exactly_the_se_parameters() -> None:
     )
     assert se_params == expected == 2_530_992
     assert count_params(se) - count_params(plain) == se_params
-    assert count_params(se) == 28_088_024
+    assert (
+        count_params(se) == 28_088_024
+    )  # regression pin: torchvision's ResNet-50 count + the SE count above
 
 
 def test_se_gates_the_residual_branch_before_the_addition() -> None:
@@ -251,7 +253,7 @@ def test_bad_configs_raise_clear_errors() -> None:
     from imgcls.errors import ConfigError
 
     with pytest.raises(ConfigError, match="groups"):
-        ResNet(ResNetConfig("basic", (1, 1, 1, 1), groups=2))
+        ResNet(ResNetConfig("basic", (1, 1, 1, 1), groups=3))  # 64 channels do not split into 3 groups
     with pytest.raises(ConfigError, match="drop_path_rate"):
         ResNet(TINY, drop_path_rate=1.0)
     with pytest.raises(ConfigError, match="no argument 'small_inputs'.*small_input"):

@@ -394,4 +394,7 @@ register_family(
     test_input_size=(3, 32, 32),
     test_kwargs={"small_input": True},
     small_input_kwargs={"small_input": True},
+    # Table 4's GFLOPs are the paper's implementation's; ours, with the open choices of the module docstring,
+    # count 0.9-1.9 % fewer multiply-adds.
+    gmacs_rtol=0.02,
 )

@@ -153,6 +153,7 @@ VARIANTS: dict[str, Variant] = {
     "densenet121": Variant(_tv((6, 12, 24, 16)), 7_978_856, _TV.format(121), gmacs=2.834, top1=74.434),
     "densenet169": Variant(_tv((6, 12, 32, 32)), 14_149_480, _TV.format(169), gmacs=3.36, top1=75.6),
     "densenet201": Variant(_tv((6, 12, 48, 32)), 20_013_928, _TV.format(201), gmacs=4.29, top1=76.896),
+    # No published count: a regression pin.
     "densenet264": Variant(_tv((6, 12, 64, 48)), 33_337_704, "computed from Table 1 of arXiv:1608.06993"),
     # Table 2 of the paper: the CIFAR networks (L, k, #params); top-1 = 100 - CIFAR-10+ error (the
     # standard flip/translate augmentation).

@@ -393,4 +393,6 @@ register_family(
     test_input_size=(3, 32, 32),
     test_kwargs={"small_input": True},
     small_input_kwargs={"small_input": True},
+    # Table 2 prints two significant digits (0.39, 0.70, 1.0, 1.8 B for B0-B3): our counts are within 1.9 %.
+    gmacs_rtol=0.02,
 )

@@ -69,12 +69,16 @@ class PixelMLP(nn.Module):
             layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.num_features = widths[-1]
-        self.head = nn.Linear(self.num_features, num_classes)
+        self.head = self._make_head(num_classes)
         # Initialisation: PyTorch's nn.Linear default (Kaiming-uniform with a = sqrt(5)), as torchvision's
         # MLP heads; scikit-learn's Glorot-uniform differs only in scale.
 
+    def _make_head(self, num_classes: int) -> nn.Module:
+        # num_classes 0: no classifier, forward returns the features (the model contract)
+        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
     def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes)
+        self.head = self._make_head(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.input_size:

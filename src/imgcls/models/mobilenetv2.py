@@ -163,7 +163,8 @@ class MobileNetV2(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-# Table 4 (the two MobileNetV2 rows), then the widths of Fig. 5 / Sec. 6.1 without a table row.
+# Table 4 (the two MobileNetV2 rows), then the widths of Fig. 5 / Sec. 6.1 without a table row, whose
+# "computed" counts are regression pins (no published count).
 VARIANTS: dict[str, Variant] = {
     "mobilenet_v2": Variant(
         MobileNetV2Config(1.0),

@@ -51,7 +51,7 @@ class QuickNetConfig:
 
 # Our own presets (no paper table): sized so that the training presets meet their time budgets on the
 # 2-core CPU, see benchmarks/time_to_accuracy.py.
-# Parameter counts at 10 classes, 1 channel: regression pins (counted from the code, no outside source).
+# Parameter counts at 10 classes, 1 channel: regression pins (produced by this code, no outside source).
 _OWN = "imgcls preset (own design)"
 VARIANTS: dict[str, Variant] = {
     "quicknet_s": Variant(
@@ -116,8 +116,12 @@ class QuickNet(nn.Module):
         )
         self.num_features = cfg.widths[-1]
         self.pool = nn.AdaptiveMaxPool2d(1)
-        self.head = nn.Linear(self.num_features, num_classes, bias=False)
+        self.head = self._make_head(num_classes)
         self.init_weights()
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        # num_classes 0: no classifier, forward returns the pooled features (the model contract)
+        return nn.Linear(self.num_features, num_classes, bias=False) if num_classes > 0 else nn.Identity()
 
     def init_weights(self) -> None:
         # He et al. 2015 (arXiv:1502.01852) fan-out normal convolutions, BN as the identity, as the zoo's
@@ -125,14 +129,14 @@ class QuickNet(nn.Module):
         kaiming_init_(self)
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes, bias=False)
+        self.head = self._make_head(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))  # (B, C, H/2^S, W/2^S)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pool(x).flatten(1)  # (B, C)
-        if pre_logits:
+        if pre_logits or isinstance(self.head, nn.Identity):  # the scale is the logits', not the features'
             return x
         return self.head(x) * self.cfg.logit_scale
 

@@ -66,7 +66,9 @@ class ResNetConfig:
         layers: blocks per stage (conv2_x .. conv5_x in Table 1).
         widths: the stage widths ``planes`` (a bottleneck outputs 4x this).
         stem_width: output channels of the stem conv.
-        groups: cardinality of the 3x3 conv in a bottleneck (ResNeXt's C).
+        groups: cardinality of the 3x3 convs (ResNeXt's C): the middle conv of a bottleneck; both convs of a
+            basic block (an option of ours, so that ``create_model("resnet18", groups=2)`` works: ResNeXt
+            groups bottleneck blocks only).
         width_per_group: bottleneck width per group at the first stage's 64 planes (ResNeXt's d; 64 with
             groups=1 is ResNet, 128 is WRN-50-2).
         se_reduction: squeeze-and-excitation reduction ratio r; 0 means no SE.
@@ -116,16 +118,17 @@ class BasicBlock(nn.Module):
         downsample: nn.Module | None = None,
         *,
         residual: bool = True,
+        groups: int = 1,
         se_reduction: int = 0,
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if drop_path > 0 and not residual:
             raise ConfigError("drop_path needs a residual block: a plain block has no shortcut to keep")
-        self.conv1 = conv3x3(in_chs, planes, stride)
+        self.conv1 = conv3x3(in_chs, planes, stride, groups)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes, groups=groups)
         self.bn2 = nn.BatchNorm2d(planes)
         self.se = _se(planes, se_reduction)
         self.downsample = downsample
@@ -214,8 +217,15 @@ class ResNet(nn.Module):
             raise ConfigError(
                 f"ResNetConfig has {len(cfg.layers)} layers entries but {len(cfg.widths)} widths"
             )
-        if cfg.block == "basic" and (cfg.groups != 1 or cfg.width_per_group != 64):
-            raise ConfigError("basic blocks take no groups / width_per_group: use block='bottleneck'")
+        if cfg.block == "basic" and cfg.width_per_group != 64:
+            raise ConfigError("basic blocks take no width_per_group: use block='bottleneck'")
+        if cfg.groups < 1 or (
+            cfg.block == "basic" and any(w % cfg.groups for w in (cfg.stem_width, *cfg.widths))
+        ):
+            raise ConfigError(
+                f"groups={cfg.groups} must be >= 1 and, for basic blocks, divide every width "
+                f"({cfg.stem_width}, {', '.join(map(str, cfg.widths))})"
+            )
         if not 0.0 <= drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.cfg = cfg
@@ -256,7 +266,9 @@ class ResNet(nn.Module):
     def _block(self, in_chs: int, planes: int, stride: int, down: nn.Module | None, dp: float) -> nn.Module:
         cfg = self.cfg
         if cfg.block == "basic":
-            return BasicBlock(in_chs, planes, stride, down, se_reduction=cfg.se_reduction, drop_path=dp)
+            return BasicBlock(
+                in_chs, planes, stride, down, groups=cfg.groups, se_reduction=cfg.se_reduction, drop_path=dp
+            )
         return Bottleneck(
             in_chs,
             planes,

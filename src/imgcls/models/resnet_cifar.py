@@ -142,8 +142,9 @@ _T6 = (
 )
 _F6 = "He et al. 2015 Fig. 6 (plain nets: same layers as the ResNet, no shortcuts, so the same count)"
 
-# He et al. 2015, Table 6 (CIFAR-10): parameters at 10 classes, top-1 = CIFAR-10 test accuracy %. The plain
-# rows are the Fig. 6 baselines of the same depth.
+# He et al. 2015, Table 6 (CIFAR-10): parameters at 10 classes (exact; the tests count them again from the
+# paper's description), top-1 = CIFAR-10 test accuracy %. The plain rows are the Fig. 6 baselines of the
+# same depth.
 VARIANTS: dict[str, Variant] = {
     "cifar_resnet20": Variant(CifarResNetConfig(20), 269_722, _T6, top1=91.25),
     "cifar_resnet32": Variant(CifarResNetConfig(32), 464_154, _T6, top1=92.49),

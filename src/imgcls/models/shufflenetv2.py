@@ -204,4 +204,6 @@ register_family(
     # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
     test_input_size=(3, 64, 64),
     small_input_kwargs={"small_input": True},
+    # Table 5's MFLOPs (41, 146, 299, 591) are 0.8-1.3 % above our counts.
+    gmacs_rtol=0.015,
 )

@@ -117,7 +117,8 @@ def _row(
     table: str, cfg: WideResNetConfig, num_params: int, printed: str, top1: float | None = None
 ) -> Variant:
     """A row of ``table`` (arXiv v4): our exact count at 10 classes, 3 channels, computed from the paper's
-    definition, and the count the table prints, which it rounds to; top-1 on CIFAR-10 where registered."""
+    definition (a regression pin), and the count the table prints, which it rounds to; top-1 on CIFAR-10
+    where registered."""
     source = f"computed from the paper's definition; arXiv:1605.07146 v4 {table}: {printed}"
     return Variant(cfg, num_params, source, top1=top1)
 
