@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +23,7 @@ from imgcls.models.efficientnet import (
     variant_scaling,
 )
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
 
 # (width, depth, resolution) of the released code (tensorflow/tpu efficientnet_builder.py; torchvision).
 PUBLISHED = {
@@ -49,13 +47,10 @@ DEPTH_DEPARTURES = {
 
 
 def test_state_dict_matches_torchvision_b0() -> None:
-    if not KEYS_DIR.is_dir():
-        pytest.skip(f"torchvision key lists not found at {KEYS_DIR}")
-    lines = (KEYS_DIR / "efficientnet_b0.txt").read_text().splitlines()
-    expected = [(k, json.loads(s)) for k, s in (line.split(" ", 1) for line in lines if line.strip())]
+    expected = torchvision_layout("efficientnet_b0")
     with torch.device("meta"):
         model = create_model("efficientnet_b0")
-    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == expected
+    assert layout(model) == expected
 
 
 def test_phi_is_read_off_the_published_resolution() -> None:

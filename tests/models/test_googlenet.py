@@ -3,9 +3,6 @@ mode only, transform_input, and what separates the paper's network from torchvis
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -14,7 +11,7 @@ from imgcls.errors import ConfigError
 from imgcls.models import AuxOutputs, count_params, create_model
 from imgcls.models.googlenet import INCEPTION_TABLE, NUM_PARAMS_WITH_AUX, VARIANTS, BasicConv2d
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
 
 
 def _meta(name: str, **kw: object) -> nn.Module:
@@ -32,12 +29,9 @@ def _small(name: str, **kw: object) -> nn.Module:
 
 
 def test_state_dict_matches_torchvision_with_and_without_aux() -> None:
-    path = KEYS_DIR / "googlenet.txt"
-    if not path.is_file():
-        pytest.skip(f"torchvision key file {path} is absent (shared/reference is not checked out here)")
-    expected = [(k, json.loads(s)) for k, s in (line.split(" ", 1) for line in path.read_text().splitlines())]
-    assert [(k, list(v.shape)) for k, v in _meta("googlenet").state_dict().items()] == expected
-    no_aux = [(k, list(v.shape)) for k, v in _meta("googlenet", aux_logits=False).state_dict().items()]
+    expected = torchvision_layout("googlenet")
+    assert layout(_meta("googlenet")) == expected
+    no_aux = layout(_meta("googlenet", aux_logits=False))
     assert no_aux == [(k, s) for k, s in expected if not k.startswith(("aux1.", "aux2."))]
 
 

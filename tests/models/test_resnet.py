@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgcls.models import count_params, create_model, get_model_spec
+from imgcls.analysis import count_flops
+from imgcls.models import count_params, create_model
 from imgcls.models.layers import DropPath
 from imgcls.models.resnet import VARIANTS, BasicBlock, Bottleneck, ResNet, ResNetConfig
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
+
 TINY = ResNetConfig("basic", (1, 2, 1, 1), widths=(4, 8, 8, 16), stem_width=4)
 TINY_BOTTLENECK = ResNetConfig("bottleneck", (1, 2, 1, 1), widths=(4, 8, 8, 16), stem_width=8, groups=2)
-
-
-def _read_keys(name: str) -> list[tuple[str, list[int]]]:
-    path = KEYS_DIR / f"{name}.txt"
-    if not path.is_file():
-        pytest.skip(
-            f"torchvision key reference {path} is absent (it lives in the shared/ folder beside the repo)"
-        )
-    return [(k, json.loads(s)) for k, s in (line.split(" ", 1) for line in path.read_text().splitlines())]
-
-
-def _layout(model: nn.Module) -> list[tuple[str, list[int]]]:
-    return [(k, list(v.shape)) for k, v in model.state_dict().items()]
 
 
 def _bn(prefix: str, c: int) -> list[tuple[str, list[int]]]:
@@ -64,14 +51,14 @@ def _torchvision_bottleneck_layout(
 def test_resnet18_state_dict_is_torchvision_layout() -> None:
     with torch.device("meta"):
         model = create_model("resnet18")
-    assert _layout(model) == _read_keys("resnet18")
+    assert layout(model) == torchvision_layout("resnet18")
 
 
 @pytest.mark.parametrize("name,width_mult", [("resnet50", 1), ("resnet101", 1), ("wide_resnet50_2", 2)])
 def test_bottleneck_state_dict_is_torchvision_layout(name: str, width_mult: int) -> None:
     with torch.device("meta"):
         model = create_model(name)
-    assert _layout(model) == _torchvision_bottleneck_layout(VARIANTS[name].cfg.layers, width_mult)
+    assert layout(model) == _torchvision_bottleneck_layout(VARIANTS[name].cfg.layers, width_mult)
 
 
 def test_resnext_groups_the_3x3_conv() -> None:
@@ -97,38 +84,12 @@ def test_v15_strides_the_3x3_conv_and_v1_the_1x1() -> None:
     assert count_params(v1) == count_params(v15)
 
 
-def _macs(model: nn.Module, size: int) -> float:
-    """Multiply-adds of the convs and linear layers (what torchvision's GFLOPS figures count), in G."""
-    total = 0
-
-    def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            total += out[0].numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
-        else:
-            total += mod.in_features * mod.out_features
-
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.register_forward_hook(hook)
-    model(torch.empty(1, 3, size, size, device="meta"))
-    return total / 1e9
-
-
-@pytest.mark.parametrize("name", list(VARIANTS))
-def test_multiply_adds_match_reference(name: str) -> None:
-    spec = get_model_spec(name)
-    with torch.device("meta"):
-        model = create_model(name)
-    assert _macs(model, 224) == pytest.approx(spec.gmacs, rel=0.01)
-
-
 @pytest.mark.parametrize("name,paper", [("resnet50", 3.8), ("resnet152", 11.3)])
 def test_paper_form_matches_table1_flops(name: str, paper: float) -> None:
     # He et al. 2015, Table 1 ("FLOPs" = multiply-adds), for the stride-on-1x1 bottleneck.
     with torch.device("meta"):
         model = ResNet(dataclasses.replace(VARIANTS[name].cfg, stride_in_1x1=True))
-    assert _macs(model, 224) == pytest.approx(paper, rel=0.02)
+    assert count_flops(model, (3, 224, 224)) / 2e9 == pytest.approx(paper, rel=0.02)
 
 
 def test_seresnet50_adds_exactly_the_se_parameters() -> None:
