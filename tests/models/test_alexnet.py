@@ -5,9 +5,7 @@ ZFNet's filter renormalisation."""
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,15 +18,7 @@ from imgcls.models.googlenet import GoogLeNet
 from imgcls.models.layers.lrn import LocalResponseNorm
 from imgcls.models.zfnet import renormalize_filters_
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
-
-
-def _reference_layout(model: str) -> list[tuple[str, list[int]]]:
-    path = KEYS_DIR / f"{model}.txt"
-    if not path.is_file():
-        pytest.skip(f"torchvision key file {path} is absent (shared/reference is not checked out here)")
-    rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
-    return [(k, json.loads(s)) for k, s in rows]
+from .conftest import layout, torchvision_layout
 
 
 def _narrow(name: str, **kw: object) -> AlexNet:
@@ -49,10 +39,10 @@ def _conv_out_sides(model: nn.Module, size: int) -> list[int]:
 
 
 def test_alexnet_state_dict_matches_torchvision() -> None:
-    expected = _reference_layout("alexnet")
+    expected = torchvision_layout("alexnet")
     with torch.device("meta"):
         model = create_model("alexnet")
-    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == expected
+    assert layout(model) == expected
 
 
 def test_alexnet_computes_torchvisions_function() -> None:

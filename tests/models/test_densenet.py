@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +12,7 @@ from imgcls.errors import ConfigError
 from imgcls.models import create_model, load_pretrained
 from imgcls.models.densenet import DenseBlock, DenseLayer, DenseNet, DenseNetConfig, cifar_config
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
 
 
 def _tiny(**kw: object) -> DenseNet:
@@ -22,24 +20,11 @@ def _tiny(**kw: object) -> DenseNet:
     return DenseNet(cfg, num_classes=5)
 
 
-def _reference_layout(name: str) -> list[tuple[str, list[int]]]:
-    path = KEYS_DIR / f"{name}.txt"
-    if not path.is_file():
-        pytest.skip(f"torchvision key reference {path} is absent (it lives in the shared/ checkout)")
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            key, shape = line.split(" ", 1)
-            rows.append((key, json.loads(shape)))
-    return rows
-
-
 def test_densenet121_state_dict_equals_torchvision_layout() -> None:
-    expected = _reference_layout("densenet121")
+    expected = torchvision_layout("densenet121")
     with torch.device("meta"):
         model = create_model("densenet121")
-    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    assert ours == expected  # same keys, same shapes, same order
+    assert layout(model) == expected  # same keys, same shapes, same order
 
 
 def test_small_input_form_changes_only_the_stem() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ from imgcls.models.efficientnet import (
     ALPHA,
     BETA,
     GAMMA,
-    VARIANTS,
+    TABLE_2,
     EfficientNet,
     MBConv,
     compound_scaling,
@@ -25,7 +23,7 @@ from imgcls.models.efficientnet import (
     variant_scaling,
 )
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
 
 # (width, depth, resolution) of the released code (tensorflow/tpu efficientnet_builder.py; torchvision).
 PUBLISHED = {
@@ -49,23 +47,20 @@ DEPTH_DEPARTURES = {
 
 
 def test_state_dict_matches_torchvision_b0() -> None:
-    if not KEYS_DIR.is_dir():
-        pytest.skip(f"torchvision key lists not found at {KEYS_DIR}")
-    lines = (KEYS_DIR / "efficientnet_b0.txt").read_text().splitlines()
-    expected = [(k, json.loads(s)) for k, s in (line.split(" ", 1) for line in lines if line.strip())]
+    expected = torchvision_layout("efficientnet_b0")
     with torch.device("meta"):
         model = create_model("efficientnet_b0")
-    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == expected
+    assert layout(model) == expected
 
 
 def test_phi_is_read_off_the_published_resolution() -> None:
     for name, (_, _, res) in PUBLISHED.items():
-        assert VARIANTS[name].phi == round(math.log(res / 224) / math.log(GAMMA), 2), name
+        assert TABLE_2[name].phi == round(math.log(res / 224) / math.log(GAMMA), 2), name
 
 
 def test_rule_reproduces_published_width_and_resolution_everywhere_and_depth_up_to_b2() -> None:
     for name, (width, depth, res) in PUBLISHED.items():
-        rule = compound_scaling(VARIANTS[name].phi)
+        rule = compound_scaling(TABLE_2[name].phi)
         assert rule.width_mult == width, name
         assert rule.resolution == res, name
         if name in DEPTH_DEPARTURES:
@@ -89,7 +84,7 @@ def test_no_single_phi_gives_the_published_depth_and_resolution_of_b4_to_b7() ->
 
 def test_registered_variants_use_the_published_coefficients() -> None:
     for name, (width, depth, res) in PUBLISHED.items():
-        row = VARIANTS[name]
+        row = TABLE_2[name]
         assert tuple(variant_scaling(row)) == (width, depth, res), name
         cfg = variant_config(row)
         assert (cfg.width_mult, cfg.depth_mult) == (width, depth)
@@ -163,7 +158,7 @@ def test_batchnorm_and_dropout_follow_torchvision() -> None:
         "b7": 0.5,
     }
     for suffix, p in expected_dropout.items():
-        cfg = variant_config(VARIANTS[f"efficientnet_{suffix}"])
+        cfg = variant_config(TABLE_2[f"efficientnet_{suffix}"])
         tf_bn = suffix in ("b5", "b6", "b7")
         assert cfg.dropout == p
         assert (cfg.bn_eps, cfg.bn_momentum) == ((1e-3, 0.01) if tf_bn else (1e-5, 0.1))

@@ -3,18 +3,15 @@ mode only, transform_input, and what separates the paper's network from torchvis
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models import AuxOutputs, count_params, create_model
-from imgcls.models.googlenet import INCEPTION_TABLE, VARIANTS, BasicConv2d
+from imgcls.models.googlenet import INCEPTION_TABLE, NUM_PARAMS_WITH_AUX, VARIANTS, BasicConv2d
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
 
 
 def _meta(name: str, **kw: object) -> nn.Module:
@@ -32,18 +29,15 @@ def _small(name: str, **kw: object) -> nn.Module:
 
 
 def test_state_dict_matches_torchvision_with_and_without_aux() -> None:
-    path = KEYS_DIR / "googlenet.txt"
-    if not path.is_file():
-        pytest.skip(f"torchvision key file {path} is absent (shared/reference is not checked out here)")
-    expected = [(k, json.loads(s)) for k, s in (line.split(" ", 1) for line in path.read_text().splitlines())]
-    assert [(k, list(v.shape)) for k, v in _meta("googlenet").state_dict().items()] == expected
-    no_aux = [(k, list(v.shape)) for k, v in _meta("googlenet", aux_logits=False).state_dict().items()]
+    expected = torchvision_layout("googlenet")
+    assert layout(_meta("googlenet")) == expected
+    no_aux = layout(_meta("googlenet", aux_logits=False))
     assert no_aux == [(k, s) for k, s in expected if not k.startswith(("aux1.", "aux2."))]
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_parameter_counts_with_and_without_aux(name: str) -> None:
-    _, without_aux, with_aux, *_ = VARIANTS[name]
+    without_aux, with_aux = VARIANTS[name].num_params, NUM_PARAMS_WITH_AUX[name]
     assert count_params(_meta(name, aux_logits=False)) == without_aux
     assert count_params(_meta(name)) == with_aux  # googlenet: 13,004,888 (torchvision with aux1 / aux2)
 

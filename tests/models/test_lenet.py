@@ -130,4 +130,4 @@ def test_modern_reading_is_relu_maxpool_full_c3_linear() -> None:
     kinds = {type(m).__name__ for m in model.modules()}
     assert {"ReLU", "MaxPool2d", "Linear"} <= kinds
     assert not kinds & {"ScaledTanh", "TrainableSubsample", "ConnectionTableConv2d", "RBFOutput"}
-    assert count_params(model) == 61_706
+    assert count_params(model) == 61_706  # regression pin: counted from this code's layer sizes

@@ -28,7 +28,7 @@ def _expected_params(depth: int, num_classes: int = 10) -> int:
 
 @pytest.mark.parametrize("name", [n for n in VARIANTS if n.startswith("cifar_resnet")])
 def test_option_a_shortcuts_add_no_parameters(name: str) -> None:
-    depth = VARIANTS[name][0].depth
+    depth = VARIANTS[name].cfg.depth
     with torch.device("meta"):
         model = create_model(name, num_classes=10)
     shortcuts = [m for m in model.modules() if isinstance(m, ZeroPadShortcut)]

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from imgcls.errors import ConfigError
 from imgcls.models import create_model, get_model_spec
@@ -16,31 +12,7 @@ from imgcls.models import shufflenet as v1
 from imgcls.models import shufflenetv2 as v2
 from imgcls.models.layers.shuffle import ChannelShuffle, channel_shuffle, channel_unshuffle
 
-TV_KEYS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
-
-
-def _tv_layout(model_name: str) -> list[tuple[str, list[int]]]:
-    path = TV_KEYS / f"{model_name}.txt"
-    if not path.is_file():
-        pytest.skip(
-            f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)"
-        )
-    rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
-    return [(k, json.loads(s)) for k, s in rows]
-
-
-def _layout(model: nn.Module) -> list[tuple[str, list[int]]]:
-    return [(k, list(v.shape)) for k, v in model.state_dict().items()]
-
-
-def _gmacs(name: str) -> float:
-    spec = get_model_spec(name)
-    with torch.device("meta"):
-        model = create_model(name).eval()
-        with FlopCounterMode(display=False) as counter:
-            model(torch.empty(1, *spec.input_size))
-    return counter.get_total_flops() / 2e9  # a multiply-add is two FLOPs
-
+from .conftest import layout, torchvision_layout
 
 # --- channel shuffle ------------------------------------------------------------------------------------
 
@@ -96,12 +68,6 @@ def test_v1_table_1_columns(groups: int) -> None:
     assert model.fc.bias is None  # the released code's classifier has no bias
 
 
-@pytest.mark.parametrize("name", list(v1.VARIANTS))
-def test_v1_complexity_matches_reference(name: str) -> None:
-    """Table 1's complexity row (1x) and the released README's FLOPs (other scales), within 2 %."""
-    assert _gmacs(name) == pytest.approx(get_model_spec(name).gmacs, rel=0.02)
-
-
 @pytest.mark.parametrize(
     "name,millions",
     [
@@ -135,16 +101,11 @@ def test_v1_unit_shapes_and_small_input() -> None:
 
 
 def test_v2_torchvision_layout() -> None:
-    expected = _tv_layout("shufflenet_v2_x1_0")
+    expected = torchvision_layout("shufflenet_v2_x1_0")
     for image_size in (None, 32):  # the small-input form changes strides only
         with torch.device("meta"):
             model = create_model("shufflenet_v2_x1_0", image_size=image_size)
-        assert _layout(model) == expected
-
-
-@pytest.mark.parametrize("name", list(v2.VARIANTS))
-def test_v2_complexity_matches_table_5(name: str) -> None:
-    assert _gmacs(name) == pytest.approx(get_model_spec(name).gmacs, rel=0.02)
+        assert layout(model) == expected
 
 
 def test_v2_stride_1_unit_keeps_the_first_half() -> None:

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from imgcls.models import create_model, get_model_spec
+from imgcls.models import create_model
 from imgcls.models.squeezenet import Fire
 
-TV_KEYS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
-
-
-def _tv_layout(model_name: str) -> list[tuple[str, list[int]]]:
-    path = TV_KEYS / f"{model_name}.txt"
-    if not path.is_file():
-        pytest.skip(
-            f"torchvision key reference {path} is absent (it lives in the shared folder beside the repo)"
-        )
-    rows = [line.split(" ", 1) for line in path.read_text().splitlines() if line.strip()]
-    return [(k, json.loads(s)) for k, s in rows]
-
-
-def _layout(model: nn.Module) -> list[tuple[str, list[int]]]:
-    return [(k, list(v.shape)) for k, v in model.state_dict().items()]
+from .conftest import layout, torchvision_layout
 
 
 def test_fire_outputs_expand1x1_then_expand3x3_channels() -> None:
@@ -61,22 +43,11 @@ def test_fire_modules_follow_table_1(name: str) -> None:
 
 
 def test_torchvision_layout() -> None:
-    expected = _tv_layout("squeezenet1_0")
+    expected = torchvision_layout("squeezenet1_0")
     for image_size in (None, 32):  # the small-input form changes stride and padding only
         with torch.device("meta"):
             model = create_model("squeezenet1_0", image_size=image_size)
-        assert _layout(model) == expected
-
-
-@pytest.mark.parametrize("name", ["squeezenet1_0", "squeezenet1_1"])
-def test_mult_adds_match_reference(name: str) -> None:
-    """0.82 and 0.35 GMACs at 224 px: SqueezeNet 1.1 needs 2.4x less computation than 1.0 (authors' repo)."""
-    spec = get_model_spec(name)
-    with torch.device("meta"):
-        model = create_model(name).eval()
-        with FlopCounterMode(display=False) as counter:
-            model(torch.empty(1, *spec.input_size))
-    assert counter.get_total_flops() / 2e9 == pytest.approx(spec.gmacs, rel=0.01)
+        assert layout(model) == expected
 
 
 def test_small_input_form_and_non_negative_logits() -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -22,7 +19,7 @@ from imgcls.models.swin import (
     shifted_window_mask,
 )
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
 
 
 def _tiny() -> SwinTransformer:
@@ -34,16 +31,11 @@ def _tiny() -> SwinTransformer:
 
 
 def test_state_dict_layout_is_torchvision_swin_t() -> None:
-    path = KEYS_DIR / "swin_t.txt"
-    if not path.is_file():
-        pytest.skip(
-            f"reference key list {path} is absent (it lives in the shared folder beside the repository)"
-        )
-    expected = [(k, json.loads(s)) for k, s in (line.split(" ", 1) for line in path.read_text().splitlines())]
+    expected = torchvision_layout("swin_t")
     with torch.device("meta"):
         model = create_model("swin_t")
     state = model.state_dict()
-    assert [(k, list(v.shape)) for k, v in state.items()] == expected
+    assert layout(model) == expected
     assert state["features.1.0.attn.relative_position_index"].dtype == torch.int64
 
 

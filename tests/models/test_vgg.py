@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +10,7 @@ from torch import nn
 from imgcls.models import count_params, create_model
 from imgcls.models.vgg import VGG, VGGConfig
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
 
 # torchvision's per-layer lists for configurations A, B, D, E ("M" = 2x2 max-pool), i.e. Table 1 columns.
 _CFG_TEXT = {
@@ -31,11 +28,7 @@ def _meta(name: str, **kw: object) -> nn.Module:
 
 
 def test_vgg16_state_dict_matches_torchvision() -> None:
-    path = KEYS_DIR / "vgg16.txt"
-    if not path.is_file():
-        pytest.skip(f"torchvision key file {path} is absent (shared/reference is not checked out here)")
-    expected = [(k, json.loads(s)) for k, s in (line.split(" ", 1) for line in path.read_text().splitlines())]
-    assert [(k, list(v.shape)) for k, v in _meta("vgg16").state_dict().items()] == expected
+    assert layout(_meta("vgg16")) == torchvision_layout("vgg16")
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION_CFGS))

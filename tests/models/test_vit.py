@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -12,7 +9,7 @@ from torch import nn
 from imgcls.models import create_model, load_pretrained
 from imgcls.models.vit import EncoderBlock, VisionTransformer, ViTConfig, resize_pos_embed
 
-KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "torchvision_keys"
+from .conftest import layout, torchvision_layout
 
 
 def _tiny(**kw: object) -> VisionTransformer:
@@ -24,15 +21,10 @@ def _tiny(**kw: object) -> VisionTransformer:
 
 
 def test_state_dict_layout_is_torchvision_vit_b_16() -> None:
-    path = KEYS_DIR / "vit_b_16.txt"
-    if not path.is_file():
-        pytest.skip(
-            f"reference key list {path} is absent (it lives in the shared folder beside the repository)"
-        )
-    expected = [(k, json.loads(s)) for k, s in (line.split(" ", 1) for line in path.read_text().splitlines())]
+    expected = torchvision_layout("vit_b_16")
     with torch.device("meta"):
         model = create_model("vit_base_patch16_224")
-    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == expected
+    assert layout(model) == expected
 
 
 def test_attention_is_torchvisions_multihead_attention() -> None:

@@ -1,7 +1,7 @@
 """The registry-wide contract test: every registered model, one parametrized test per property.
 
-Facts a test needs (reference parameter count, smallest input, tolerance) live in each variant's ModelSpec,
-never in if/else chains here (STYLE.md rule 13).
+Facts a test needs (reference parameter count and multiply-adds, smallest input, tolerances) live in each
+variant's ModelSpec, never in if/else chains here (STYLE.md rule 13).
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from imgcls.analysis import count_flops
 from imgcls.models import create_model, get_model_spec, list_models
 from imgcls.models.registry import AuxOutputs, spec_param_count
 
 ALL_MODELS = list_models()
+WITH_MACS = [n for n in ALL_MODELS if get_model_spec(n).gmacs is not None]
 
 
 def _logits(out: torch.Tensor | AuxOutputs) -> torch.Tensor:
@@ -58,6 +60,22 @@ def test_forward_backward_and_contract(name: str) -> None:
     model.reset_classifier(3)
     with torch.no_grad():
         assert model(x).shape == (2, 3)
+    # reset_classifier(0): a feature extractor whose output is the pre-logits features, num_features wide.
+    model.reset_classifier(0)
+    with torch.no_grad():
+        features = model(x)
+    assert features.shape == (2, model.num_features)
+    torch.testing.assert_close(features, pre, rtol=spec.tolerance, atol=spec.tolerance)
+
+
+@pytest.mark.parametrize("name", WITH_MACS)
+def test_stored_multiply_adds_match_a_count(name: str) -> None:
+    """The stored multiply-adds against a count at the native input size (imgcls.analysis, meta device)."""
+    spec = get_model_spec(name)
+    assert spec.gmacs_rtol <= 0.02, f"{name}: a multiply-add tolerance over 2 % checks little"
+    with torch.device("meta"):
+        model = create_model(name, **dict(spec.ref_kwargs)).eval()
+    assert count_flops(model, spec.input_size) / 2e9 == pytest.approx(spec.gmacs, rel=spec.gmacs_rtol)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

@@ -24,7 +24,8 @@ def expected(run_dir: Path, path: Path, k: int = 5) -> list[dict]:
     (pred,) = predict(run_dir, [path], top_k=k)
     classes = [str(i) for i in range(10)]
     return [
-        {"label": c, "index": classes.index(c), "prob": pytest.approx(p, rel=1e-5, abs=1e-7)} for c, p in pred.top
+        {"label": c, "index": classes.index(c), "prob": pytest.approx(p, rel=1e-5, abs=1e-7)}
+        for c, p in pred.top
     ]
 
 

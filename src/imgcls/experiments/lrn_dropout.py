@@ -47,7 +47,7 @@ def alexnet_form(lrn: bool, dropout: bool, *, num_classes: int = 10, in_chans: i
     """``alexnet_paper`` (small-image form, fc layers HIDDEN wide) with or without LRN and dropout."""
     from imgcls.models.alexnet import VARIANTS, AlexNet
 
-    cfg = VARIANTS["alexnet_paper"][0]
+    cfg = VARIANTS["alexnet_paper"].cfg
     cfg = replace(
         cfg,
         lrn_after=cfg.lrn_after if lrn else (),

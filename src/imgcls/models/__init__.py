@@ -28,20 +28,24 @@ from imgcls.models.pretrained import load_pretrained
 from imgcls.models.registry import (
     AuxOutputs,
     ModelSpec,
+    Variant,
     count_params,
     create_model,
     get_model_spec,
     list_models,
+    register_family,
     register_model,
 )
 
 __all__ = [
     "AuxOutputs",
     "ModelSpec",
+    "Variant",
     "count_params",
     "create_model",
     "get_model_spec",
     "list_models",
     "load_pretrained",
+    "register_family",
     "register_model",
 ]

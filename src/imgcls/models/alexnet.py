@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from imgcls.models.layers.lrn import RAW_PIXEL_SCALE, LocalResponseNorm
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["AlexNet", "AlexNetConfig", "small_input_config"]
 
@@ -98,23 +98,22 @@ _PAPER_2GPU_CONVS = tuple(
     (c, k, s, p, 2 if i in (1, 3, 4) else 1) for i, (c, k, s, p, _) in enumerate(_PAPER_CONVS)
 )
 
-# name: (config, input size, parameters at 1000 classes, source, top-1 %, GFLOPs)
-VARIANTS: dict[str, tuple[AlexNetConfig, int, int, str, float | None, float | None]] = {
-    "alexnet_paper": (
-        AlexNetConfig(_PAPER_CONVS, lrn_after=(0, 1), input_scale=RAW_PIXEL_SCALE),
-        227, 62_378_344, "Krizhevsky et al. 2012, Sec. 3 / Fig. 2, one tower (counted from the layer sizes)",
-        None, None,
+VARIANTS: dict[str, Variant] = {
+    "alexnet_paper": Variant(
+        AlexNetConfig(_PAPER_CONVS, lrn_after=(0, 1), input_scale=RAW_PIXEL_SCALE), 62_378_344,
+        "Krizhevsky et al. 2012, Sec. 3 / Fig. 2, one tower (counted from the layer sizes)",
+        input_size=227,
     ),
-    "alexnet_paper_2gpu": (
+    "alexnet_paper_2gpu": Variant(
         AlexNetConfig(_PAPER_2GPU_CONVS, lrn_after=(0, 1), lrn_groups=2, input_scale=RAW_PIXEL_SCALE),
-        227, 60_965_224,
+        60_965_224,
         "Krizhevsky et al. 2012, Sec. 3 / Fig. 2, two GPUs (counted); top-1: Table 2, 1 CNN, ILSVRC-2012 val",
-        59.3, None,
+        top1=59.3, input_size=227,
     ),
-    "alexnet": (
-        AlexNetConfig(_TV_CONVS, dropout_on_inputs=True, init="torchvision"),
-        224, 61_100_840, "torchvision 0.28 alexnet (num_params; acc@1, GFLOPS of its IMAGENET1K_V1 weights)",
-        56.522, 0.71,
+    "alexnet": Variant(
+        AlexNetConfig(_TV_CONVS, dropout_on_inputs=True, init="torchvision"), 61_100_840,
+        "torchvision 0.28 alexnet (num_params; acc@1, GFLOPS of its IMAGENET1K_V1 weights)",
+        gmacs=0.71, top1=56.522,
     ),
 }  # fmt: skip
 
@@ -203,27 +202,12 @@ class AlexNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _build(
-    cfg: AlexNetConfig, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False
-) -> AlexNet:
-    return AlexNet(cfg, num_classes=num_classes, in_chans=in_chans, small_input=small_input)
-
-
-for _name, (_cfg, _size, _params, _source, _top1, _gmacs) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="alexnet",
-            cam_layer="features",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            source=_source,
-            input_size=(3, _size, _size),
-            test_input_size=(3, 32, 32),
-            test_kwargs={"small_input": True},
-            small_input_kwargs={"small_input": True},
-            gmacs=_gmacs,
-            top1=_top1,
-        )
-    )
+register_family(
+    "alexnet",
+    AlexNet,
+    VARIANTS,
+    cam_layer="features",
+    test_input_size=(3, 32, 32),
+    test_kwargs={"small_input": True},
+    small_input_kwargs={"small_input": True},
+)

@@ -45,7 +45,6 @@ import dataclasses
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +52,8 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.layers import kaiming_init_, linear_zero_bias_
+from imgcls.models.registry import Variant, register_family
 
 __all__ = [
     "VARIANTS",
@@ -131,14 +131,6 @@ def cifar_config(depth: int, growth_rate: int, bc: bool = True) -> DenseNetConfi
     )
 
 
-class _Row(NamedTuple):
-    cfg: DenseNetConfig
-    num_params: int  # at ref_kwargs (ImageNet rows: 1000 classes; CIFAR rows: 10 classes)
-    source: str
-    gmacs: float | None = None
-    top1: float | None = None
-
-
 _TV = "torchvision (DenseNet{}_Weights.IMAGENET1K_V1 meta: num_params, GFLOPS, acc@1)"
 _T2 = "computed from the paper's definition; arXiv:1608.06993 Table 2 prints {}"
 
@@ -147,20 +139,30 @@ def _tv(blocks: tuple[int, ...]) -> DenseNetConfig:
     return DenseNetConfig(block_config=blocks)
 
 
-VARIANTS: dict[str, _Row] = {
+def _cifar(depth: int, k: int, bc: bool, num_params: int, printed: str, top1: float) -> Variant:
+    """A Table 2 row: a 32 px network whose count is taken at 10 classes; the registry test runs it at 8x8
+    (8 -> 4 -> 2), which keeps the deep ones fast on CPU."""
+    cfg = cifar_config(depth, k, bc=bc)
+    return Variant(
+        cfg, num_params, _T2.format(printed), top1=top1, input_size=32, num_classes=10, test_size=8
+    )
+
+
+VARIANTS: dict[str, Variant] = {
     # Table 1 of the paper: the ImageNet architectures, k = 32, blocks of (6, 12, n3, n4) layers.
-    "densenet121": _Row(_tv((6, 12, 24, 16)), 7_978_856, _TV.format(121), 2.834, 74.434),
-    "densenet169": _Row(_tv((6, 12, 32, 32)), 14_149_480, _TV.format(169), 3.36, 75.6),
-    "densenet201": _Row(_tv((6, 12, 48, 32)), 20_013_928, _TV.format(201), 4.29, 76.896),
-    "densenet264": _Row(_tv((6, 12, 64, 48)), 33_337_704, "computed from Table 1 of arXiv:1608.06993"),
+    "densenet121": Variant(_tv((6, 12, 24, 16)), 7_978_856, _TV.format(121), gmacs=2.834, top1=74.434),
+    "densenet169": Variant(_tv((6, 12, 32, 32)), 14_149_480, _TV.format(169), gmacs=3.36, top1=75.6),
+    "densenet201": Variant(_tv((6, 12, 48, 32)), 20_013_928, _TV.format(201), gmacs=4.29, top1=76.896),
+    # No published count: a regression pin.
+    "densenet264": Variant(_tv((6, 12, 64, 48)), 33_337_704, "computed from Table 1 of arXiv:1608.06993"),
     # Table 2 of the paper: the CIFAR networks (L, k, #params); top-1 = 100 - CIFAR-10+ error (the
     # standard flip/translate augmentation).
-    "densenet40_k12": _Row(cifar_config(40, 12, bc=False), 1_019_722, _T2.format("1.0M"), None, 94.76),
-    "densenet100_k12": _Row(cifar_config(100, 12, bc=False), 6_979_642, _T2.format("7.0M"), None, 95.90),
-    "densenet100_k24": _Row(cifar_config(100, 24, bc=False), 27_249_082, _T2.format("27.2M"), None, 96.26),
-    "densenet_bc_100_k12": _Row(cifar_config(100, 12), 769_162, _T2.format("0.8M"), None, 95.49),
-    "densenet_bc_250_k24": _Row(cifar_config(250, 24), 15_324_406, _T2.format("15.3M"), None, 96.38),
-    "densenet_bc_190_k40": _Row(cifar_config(190, 40), 25_624_430, _T2.format("25.6M"), None, 96.54),
+    "densenet40_k12": _cifar(40, 12, False, 1_019_722, "1.0M", 94.76),
+    "densenet100_k12": _cifar(100, 12, False, 6_979_642, "7.0M", 95.90),
+    "densenet100_k24": _cifar(100, 24, False, 27_249_082, "27.2M", 96.26),
+    "densenet_bc_100_k12": _cifar(100, 12, True, 769_162, "0.8M", 95.49),
+    "densenet_bc_250_k24": _cifar(250, 24, True, 15_324_406, "15.3M", 96.38),
+    "densenet_bc_190_k40": _cifar(190, 40, True, 25_624_430, "25.6M", 96.54),
 }
 
 
@@ -284,14 +286,7 @@ class DenseNet(nn.Module):
 
     def init_weights(self) -> None:
         # torchvision's DenseNet init: He-normal (fan-in) convolutions, unit/zero BatchNorm, zero linear bias.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, mode="fan_in", linear=linear_zero_bias_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
@@ -323,29 +318,13 @@ def densenet_cifar(
     return DenseNet(cfg, num_classes=num_classes, in_chans=in_chans)
 
 
-def _build(cfg: DenseNetConfig, num_classes: int = 1000, in_chans: int = 3, **overrides: Any) -> DenseNet:
-    # create_model("densenet121", small_input=True, memory_efficient=True) overrides fields of the row.
-    return DenseNet(dataclasses.replace(cfg, **overrides), num_classes=num_classes, in_chans=in_chans)
-
-
-for _name, _row in VARIANTS.items():
-    _imagenet = _row.cfg.stem == "imagenet"
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="densenet",
-            cam_layer="features",
-            builder=_build,
-            kwargs={"cfg": _row.cfg},
-            num_params=_row.num_params,
-            ref_kwargs={"num_classes": 1000} if _imagenet else {"num_classes": 10},
-            source=_row.source,
-            input_size=(3, 224, 224) if _imagenet else (3, 32, 32),
-            # ImageNet rows: 32x32 is the smallest input that survives the stem and three transitions
-            # (32 -> 8 -> 4 -> 2 -> 1). CIFAR rows: 8x8 (8 -> 4 -> 2) keeps the deep ones fast on CPU.
-            test_input_size=(3, 32, 32) if _imagenet else (3, 8, 8),
-            small_input_kwargs={"small_input": True} if _imagenet else None,
-            gmacs=_row.gmacs,
-            top1=_row.top1,
-        )
-    )
+# create_model("densenet121", small_input=True, memory_efficient=True) overrides fields of the row.
+register_family(
+    "densenet",
+    DenseNet,
+    VARIANTS,
+    cam_layer="features",
+    # 32x32 is the smallest input that survives the ImageNet stem and three transitions (32 -> 8 -> 4 -> 2 -> 1).
+    test_input_size=(3, 32, 32),
+    small_input_kwargs={"small_input": True},
+)

@@ -53,7 +53,7 @@ from torch import nn
 
 from imgcls.errors import ConfigError
 from imgcls.models.layers.lrn import RAW_PIXEL_SCALE, LocalResponseNorm
-from imgcls.models.registry import AuxOutputs, ModelSpec, register_model
+from imgcls.models.registry import AuxOutputs, Variant, register_family
 
 __all__ = ["BasicConv2d", "GoogLeNet", "GoogLeNetConfig", "Inception", "InceptionAux", "INCEPTION_TABLE"]
 
@@ -87,23 +87,25 @@ class GoogLeNetConfig:
     input_scale: float | None = None
 
 
-# name: (config, parameters without / with the auxiliary heads at 1000 classes, source, top-1 %, GFLOPs)
-VARIANTS: dict[str, tuple[GoogLeNetConfig, int, int, str, float | None, float | None]] = {
-    "googlenet": (
+# Parameters at 1000 classes without the auxiliary heads (the registry's figure; NUM_PARAMS_WITH_AUX below
+# counts them too).
+VARIANTS: dict[str, Variant] = {
+    "googlenet": Variant(
         GoogLeNetConfig(batch_norm=True, branch3_kernel=3, lrn=False, pool4_kernel=2, aux_pool="adaptive",
                         drop_rate=0.2, init="torchvision"),
-        6_624_904, 13_004_888,
+        6_624_904,
         "torchvision 0.28 googlenet (num_params without aux; acc@1, GFLOPS of its IMAGENET1K_V1 weights)",
-        69.778, 1.50,
+        gmacs=1.50, top1=69.778,
     ),
-    "googlenet_paper": (
+    "googlenet_paper": Variant(
         GoogLeNetConfig(batch_norm=False, branch3_kernel=5, lrn=True, pool4_kernel=3, aux_pool="paper",
                         drop_rate=0.4, init="caffe", input_scale=RAW_PIXEL_SCALE),
-        6_998_552, 13_378_280,
+        6_998_552,
         "Szegedy et al. 2014, Table 1 with biases (counted from the layer sizes, auxiliary heads excluded)",
-        None, None,
     ),
 }  # fmt: skip
+# With both auxiliary heads, at 1000 classes: torchvision's googlenet figure, and counted from the layer sizes.
+NUM_PARAMS_WITH_AUX: dict[str, int] = {"googlenet": 13_004_888, "googlenet_paper": 13_378_280}
 
 
 class BasicConv2d(nn.Module):
@@ -326,40 +328,13 @@ class GoogLeNet(nn.Module):
         return logits
 
 
-def _build(
-    cfg: GoogLeNetConfig,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    aux_logits: bool = True,
-    transform_input: bool = False,
-    small_input: bool = False,
-) -> GoogLeNet:
-    return GoogLeNet(
-        cfg,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        aux_logits=aux_logits,
-        transform_input=transform_input,
-        small_input=small_input,
-    )
-
-
-for _name, (_cfg, _params, _params_aux, _source, _top1, _gmacs) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="googlenet",
-            cam_layer="inception5b",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            ref_kwargs={"num_classes": 1000, "aux_logits": False},
-            source=_source,
-            input_size=(3, 224, 224),
-            test_input_size=(3, 32, 32),
-            test_kwargs={"small_input": True},
-            small_input_kwargs={"small_input": True},
-            gmacs=_gmacs,
-            top1=_top1,
-        )
-    )
+register_family(
+    "googlenet",
+    GoogLeNet,
+    VARIANTS,
+    cam_layer="inception5b",
+    ref_kwargs={"num_classes": 1000, "aux_logits": False},
+    test_input_size=(3, 32, 32),
+    test_kwargs={"small_input": True},
+    small_input_kwargs={"small_input": True},
+)

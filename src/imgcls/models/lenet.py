@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import Variant, register_family
 
 __all__ = [
     "C3_TABLE",
@@ -83,18 +83,17 @@ C3_TABLE: tuple[tuple[int, ...], ...] = (
 )  # fmt: skip
 
 # The paper has no table of variants; one row for the network of Fig. 2 and one for the modern reading.
-VARIANTS: dict[str, tuple[LeNetConfig, int, float | None, str]] = {
-    # name: (config, trainable parameters at 10 classes / 1 channel, MNIST top-1 %, source)
-    "lenet5": (
+# Parameters at 10 classes / 1 channel; top-1 on MNIST.
+VARIANTS: dict[str, Variant] = {
+    "lenet5": Variant(
         LeNetConfig(squash=True, trainable_subsampling=True, c3_table=True, rbf_output=True),
         60_000,
-        99.05,
         "LeCun et al. 1998, Sec. II-B (60,000 parameters); Sec. III-C (0.95% MNIST test error)",
+        top1=99.05,
     ),
-    "lenet5_modern": (
+    "lenet5_modern": Variant(
         LeNetConfig(squash=False, trainable_subsampling=False, c3_table=False, rbf_output=False),
         61_706,
-        None,
         "counted from the layer sizes of the modern reading of LeCun et al. 1998, Fig. 2",
     ),
 }
@@ -281,22 +280,11 @@ class LeNet5(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _build(cfg: LeNetConfig, num_classes: int = 10, in_chans: int = 1) -> LeNet5:
-    return LeNet5(cfg, num_classes=num_classes, in_chans=in_chans)
-
-
-for _name, (_cfg, _params, _top1, _source) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="lenet",
-            cam_layer="features.5",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            ref_kwargs={"num_classes": 10, "in_chans": 1},
-            source=_source,
-            input_size=(1, 32, 32),
-            top1=_top1,
-        )
-    )
+register_family(
+    "lenet",
+    LeNet5,
+    VARIANTS,
+    cam_layer="features.5",
+    input_size=(1, 32, 32),
+    ref_kwargs={"num_classes": 10, "in_chans": 1},
+)

@@ -26,14 +26,19 @@ Departures from the paper, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ClassifierHead, ConvNormAct
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.layers import (
+    ClassifierHead,
+    ConvNormAct,
+    kaiming_init_,
+    linear_normal_,
+    small_input_strides,
+)
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["LAYERS", "VARIANTS", "DepthwiseSeparableConv", "MobileNetV1", "MobileNetV1Config"]
 
@@ -101,14 +106,11 @@ class MobileNetV1(nn.Module):
             raise ConfigError(f"width_mult must be > 0, got {cfg.width_mult}")
         self.cfg = cfg
         # small_input: total stride 8 instead of 32 (see the module docstring).
-        stem_stride = 1 if small_input else 2
+        stem_stride, strides = small_input_strides([s for s, _ in LAYERS], small_input)
         chs = _scaled(STEM_WIDTH, cfg.width_mult)
         self.stem = ConvNormAct(in_chans, chs, 3, stem_stride)
         layers: list[nn.Module] = []
-        first_down = True
-        for stride, out in LAYERS:
-            if stride == 2 and small_input and first_down:
-                stride, first_down = 1, False
+        for stride, (_, out) in zip(strides, LAYERS, strict=True):
             layers.append(DepthwiseSeparableConv(chs, _scaled(out, cfg.width_mult), stride))
             chs = _scaled(out, cfg.width_mult)
         self.features = nn.Sequential(*layers)
@@ -121,15 +123,7 @@ class MobileNetV1(nn.Module):
         # The paper does not say how it initialises (TF-slim uses a truncated normal of stddev 0.09). We use He
         # et al. 2015 (arXiv:1502.01852) fan_out for the convs and N(0, 0.01) for the classifier, as
         # torchvision's MobileNetV2 does; BN starts as the identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, linear=linear_normal_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)
@@ -144,54 +138,47 @@ class MobileNetV1(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-class Ref(NamedTuple):
-    """Reference figures: exact parameter count at 1000 classes, the paper's multiply-adds and top-1."""
-
-    num_params: int
-    paper_params_m: float  # the paper's rounded "Million Parameters" column
-    gmacs: float  # the paper's "Million Mult-Adds" / 1000
-    top1: float  # the paper's "ImageNet Accuracy"
-
-
 _SOURCE = (
     "computed (our count; Howard et al. 2017 Tables 6/7 give {}M rounded), GMACs/top-1 from the same table"
 )
 
+
+def _row(
+    width_mult: float, resolution: int, num_params: int, paper_m: float, gmacs: float, top1: float
+) -> Variant:
+    """A row of Table 6 / 7: our exact count, the paper's rounded "Million Parameters", its "Million
+    Mult-Adds" / 1000 and its "ImageNet Accuracy"."""
+    return Variant(
+        MobileNetV1Config(width_mult, resolution),
+        num_params,
+        _SOURCE.format(paper_m),
+        gmacs=gmacs,
+        top1=top1,
+        paper_params_m=paper_m,
+        input_size=resolution,
+    )
+
+
 # Table 6 (width multiplier, 224 px) and Table 7 (resolution multiplier, alpha = 1): one row per row.
-VARIANTS: dict[str, tuple[MobileNetV1Config, Ref]] = {
+VARIANTS: dict[str, Variant] = {
     # Table 6
-    "mobilenet_v1": (MobileNetV1Config(1.0, 224), Ref(4_231_976, 4.2, 0.569, 70.6)),
-    "mobilenet_v1_0_75": (MobileNetV1Config(0.75, 224), Ref(2_585_560, 2.6, 0.325, 68.4)),
-    "mobilenet_v1_0_5": (MobileNetV1Config(0.5, 224), Ref(1_331_592, 1.3, 0.149, 63.7)),
-    "mobilenet_v1_0_25": (MobileNetV1Config(0.25, 224), Ref(470_072, 0.5, 0.041, 50.6)),
+    "mobilenet_v1": _row(1.0, 224, 4_231_976, 4.2, 0.569, 70.6),
+    "mobilenet_v1_0_75": _row(0.75, 224, 2_585_560, 2.6, 0.325, 68.4),
+    "mobilenet_v1_0_5": _row(0.5, 224, 1_331_592, 1.3, 0.149, 63.7),
+    "mobilenet_v1_0_25": _row(0.25, 224, 470_072, 0.5, 0.041, 50.6),
     # Table 7 (the first row, 1.0 MobileNet-224, is mobilenet_v1 above)
-    "mobilenet_v1_1_0_192": (MobileNetV1Config(1.0, 192), Ref(4_231_976, 4.2, 0.418, 69.1)),
-    "mobilenet_v1_1_0_160": (MobileNetV1Config(1.0, 160), Ref(4_231_976, 4.2, 0.290, 67.2)),
-    "mobilenet_v1_1_0_128": (MobileNetV1Config(1.0, 128), Ref(4_231_976, 4.2, 0.186, 64.4)),
+    "mobilenet_v1_1_0_192": _row(1.0, 192, 4_231_976, 4.2, 0.418, 69.1),
+    "mobilenet_v1_1_0_160": _row(1.0, 160, 4_231_976, 4.2, 0.290, 67.2),
+    "mobilenet_v1_1_0_128": _row(1.0, 128, 4_231_976, 4.2, 0.186, 64.4),
 }
 
 
-def _build(
-    cfg: MobileNetV1Config, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool | float
-) -> MobileNetV1:
-    return MobileNetV1(cfg, num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[arg-type]
-
-
-for _name, (_cfg, _ref) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="mobilenet",
-            cam_layer="features",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_ref.num_params,
-            source=_SOURCE.format(_ref.paper_params_m),
-            input_size=(3, _cfg.resolution, _cfg.resolution),
-            # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
-            test_input_size=(3, 64, 64),
-            small_input_kwargs={"small_input": True},
-            gmacs=_ref.gmacs,
-            top1=_ref.top1,
-        )
-    )
+register_family(
+    "mobilenet",
+    MobileNetV1,
+    VARIANTS,
+    cam_layer="features",
+    # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
+    test_input_size=(3, 64, 64),
+    small_input_kwargs={"small_input": True},
+)

@@ -38,8 +38,14 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ConvNormAct, make_divisible
-from imgcls.models.registry import ModelSpec, Ref, register_model
+from imgcls.models.layers import (
+    ConvNormAct,
+    kaiming_init_,
+    linear_normal_,
+    make_divisible,
+    small_input_strides,
+)
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["BLOCKS", "VARIANTS", "InvertedResidual", "MobileNetV2", "MobileNetV2Config"]
 
@@ -117,12 +123,10 @@ class MobileNetV2(nn.Module):
         w, r = cfg.width_mult, cfg.round_nearest
         chs = make_divisible(STEM_WIDTH * w, r)
         # small_input: total stride 8 instead of 32 (see the module docstring).
-        layers: list[nn.Module] = [ConvNormAct(in_chans, chs, 3, 1 if small_input else 2, act_layer=nn.ReLU6)]
-        first_down = True
-        for t, c, n, s in BLOCKS:
+        stem_stride, strides = small_input_strides([s for *_, s in BLOCKS], small_input)
+        layers: list[nn.Module] = [ConvNormAct(in_chans, chs, 3, stem_stride, act_layer=nn.ReLU6)]
+        for (t, c, n, _), s in zip(BLOCKS, strides, strict=True):
             out = make_divisible(c * w, r)
-            if s == 2 and small_input and first_down:
-                s, first_down = 1, False
             for i in range(n):
                 layers.append(InvertedResidual(chs, out, s if i == 0 else 1, t))
                 chs = out
@@ -145,17 +149,7 @@ class MobileNetV2(nn.Module):
     def init_weights(self) -> None:
         # torchvision's MobileNetV2 (the paper does not say): He et al. 2015 (arXiv:1502.01852) fan_out normal
         # for convs, BN as the identity, N(0, 0.01) for the classifier (set in _linear).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, linear=linear_normal_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[1] = self._linear(num_classes)
@@ -171,59 +165,35 @@ class MobileNetV2(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-# Table 4 (the two MobileNetV2 rows), then the widths of Fig. 5 / Sec. 6.1 without a table row.
-VARIANTS: dict[str, tuple[MobileNetV2Config, Ref]] = {
-    "mobilenet_v2": (
+# Table 4 (the two MobileNetV2 rows), then the widths of Fig. 5 / Sec. 6.1 without a table row, whose
+# "computed" counts are regression pins (no published count).
+VARIANTS: dict[str, Variant] = {
+    "mobilenet_v2": Variant(
         MobileNetV2Config(1.0),
-        Ref(
-            3_504_872,
-            0.300,
-            72.0,
-            "torchvision mobilenet_v2 (count); Sandler et al. 2018 Table 4 (3.4M, 300M MAdds)",
-        ),
+        3_504_872,
+        "torchvision mobilenet_v2 (count); Sandler et al. 2018 Table 4 (3.4M, 300M MAdds)",
+        gmacs=0.300,
+        top1=72.0,
     ),
-    "mobilenet_v2_1_4": (
+    "mobilenet_v2_1_4": Variant(
         MobileNetV2Config(1.4),
-        Ref(
-            6_108_776,
-            0.585,
-            74.7,
-            "computed (Sandler et al. 2018 Table 4 says 6.9M; 585M MAdds, 74.7 % top-1)",
-        ),
+        6_108_776,
+        "computed (Sandler et al. 2018 Table 4 says 6.9M; 585M MAdds, 74.7 % top-1)",
+        gmacs=0.585,
+        top1=74.7,
     ),
-    "mobilenet_v2_0_75": (
-        MobileNetV2Config(0.75),
-        Ref(2_636_424, None, None, "computed (Fig. 5 width 0.75)"),
-    ),
-    "mobilenet_v2_0_5": (MobileNetV2Config(0.5), Ref(1_968_680, None, None, "computed (Fig. 5 width 0.5)")),
-    "mobilenet_v2_0_35": (
-        MobileNetV2Config(0.35),
-        Ref(1_677_128, None, None, "computed (Fig. 5 width 0.35)"),
-    ),
+    "mobilenet_v2_0_75": Variant(MobileNetV2Config(0.75), 2_636_424, "computed (Fig. 5 width 0.75)"),
+    "mobilenet_v2_0_5": Variant(MobileNetV2Config(0.5), 1_968_680, "computed (Fig. 5 width 0.5)"),
+    "mobilenet_v2_0_35": Variant(MobileNetV2Config(0.35), 1_677_128, "computed (Fig. 5 width 0.35)"),
 }
 
 
-def _build(
-    cfg: MobileNetV2Config, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool | float
-) -> MobileNetV2:
-    return MobileNetV2(cfg, num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[arg-type]
-
-
-for _name, (_cfg, _ref) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="mobilenetv2",
-            cam_layer="features",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_ref.num_params,
-            source=_ref.source,
-            input_size=(3, 224, 224),
-            # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
-            test_input_size=(3, 64, 64),
-            small_input_kwargs={"small_input": True},
-            gmacs=_ref.gmacs,
-            top1=_ref.top1,
-        )
-    )
+register_family(
+    "mobilenetv2",
+    MobileNetV2,
+    VARIANTS,
+    cam_layer="features",
+    # 64 px exercises every stride of the ImageNet form (2x2 final map) at 1/12 of the cost of 224.
+    test_input_size=(3, 64, 64),
+    small_input_kwargs={"small_input": True},
+)

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ClassifierHead, DropPath, drop_path_rates
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.layers import ClassifierHead, DropPath, cifar_stages, kaiming_init_
+from imgcls.models.registry import Variant, register_family
 from imgcls.models.resnet import conv1x1, conv3x3
 
 __all__ = ["VARIANTS", "PreActBasicBlock", "PreActResNet", "PreActResNetConfig"]
@@ -120,32 +120,22 @@ class PreActResNet(nn.Module):
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.cfg = cfg
         self.stem = conv3x3(in_chans, cfg.stem_width)
-        rates = drop_path_rates(drop_path_rate, sum(cfg.layers))
-        in_chs = cfg.stem_width
-        stages: list[nn.Module] = []
-        for i, (depth, width) in enumerate(zip(cfg.layers, cfg.widths, strict=True)):
-            blocks: list[nn.Module] = []
-            for j in range(depth):
-                stride = 2 if i > 0 and j == 0 else 1
-                first = i == 0 and j == 0
-                blocks.append(PreActBasicBlock(in_chs, width, stride, rates.pop(0), preact_shortcut=first))
-                in_chs = width
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.norm: nn.Module = nn.BatchNorm2d(in_chs) if cfg.final_norm else nn.Identity()
+
+        def block(index: int, in_chs: int, out_chs: int, stride: int, drop_path: float) -> nn.Module:
+            # The network's first block takes the paper's activation after conv1 (module docstring).
+            return PreActBasicBlock(in_chs, out_chs, stride, drop_path, preact_shortcut=index == 0)
+
+        self.stages = cifar_stages(block, cfg.stem_width, cfg.layers, cfg.widths, drop_path_rate)
+        width = cfg.widths[-1]
+        self.norm: nn.Module = nn.BatchNorm2d(width) if cfg.final_norm else nn.Identity()
         self.act: nn.Module = nn.ReLU(inplace=True) if cfg.final_norm else nn.Identity()
-        self.num_features: int = in_chs
-        self.head = ClassifierHead(in_chs, num_classes)
+        self.num_features: int = width
+        self.head = ClassifierHead(width, num_classes)
         self.init_weights()
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # He et al. 2015 (arXiv:1502.01852), fan_out, as the paper's fb.resnet.torch-based code.
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # He et al. 2015 (arXiv:1502.01852), fan_out, as the paper's fb.resnet.torch-based code.
+        kaiming_init_(self)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)
@@ -162,9 +152,9 @@ class PreActResNet(nn.Module):
 
 
 # Not a row of the paper's tables (see the module docstring): the CIFAR ResNet-18 layout of arXiv:1512.03385
-# Table 1 with pre-activation blocks. name -> (config, parameters at 10 classes, source).
-VARIANTS: dict[str, tuple[PreActResNetConfig, int, str]] = {
-    "preact_resnet18": (
+# Table 1 with pre-activation blocks. Parameters at 10 classes.
+VARIANTS: dict[str, Variant] = {
+    "preact_resnet18": Variant(
         PreActResNetConfig(layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), final_norm=True),
         11_172_170,
         "counted: CIFAR PreAct-ResNet-18 (3x3 stem, [2,2,2,2] pre-act blocks, 1x1 projections) with "
@@ -172,24 +162,11 @@ VARIANTS: dict[str, tuple[PreActResNetConfig, int, str]] = {
     ),
 }
 
-
-def _build(
-    cfg: PreActResNetConfig, num_classes: int = 10, in_chans: int = 3, *, drop_path_rate: float = 0.0
-) -> PreActResNet:
-    return PreActResNet(cfg, num_classes=num_classes, in_chans=in_chans, drop_path_rate=drop_path_rate)
-
-
-for _name, (_cfg, _params, _source) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="preact_resnet",
-            cam_layer="act",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            ref_kwargs={"num_classes": 10},
-            source=_source,
-            input_size=(3, 32, 32),
-        )
-    )
+register_family(
+    "preact_resnet",
+    PreActResNet,
+    VARIANTS,
+    cam_layer="act",
+    input_size=(3, 32, 32),
+    ref_kwargs={"num_classes": 10},
+)

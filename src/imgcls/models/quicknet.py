@@ -24,14 +24,14 @@ Where it departs from airbench, and why (measured on the 2-core CPU, see README 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from imgcls.errors import ConfigError
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.layers import kaiming_init_
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["QuickNet", "QuickNetConfig"]
 
@@ -51,13 +51,17 @@ class QuickNetConfig:
 
 # Our own presets (no paper table): sized so that the training presets meet their time budgets on the
 # 2-core CPU, see benchmarks/time_to_accuracy.py.
-VARIANTS: dict[str, tuple[QuickNetConfig, int]] = {
-    # name: (config, parameter count at 10 classes, 1 channel)
-    "quicknet_s": (
+# Parameter counts at 10 classes, 1 channel: regression pins (produced by this code, no outside source).
+_OWN = "imgcls preset (own design)"
+VARIANTS: dict[str, Variant] = {
+    "quicknet_s": Variant(
         QuickNetConfig(stem=24, widths=(32, 64, 128), downsample="stride", act="relu", stem_stride=2),
         295_048,
+        _OWN,
     ),
-    "quicknet_m": (QuickNetConfig(stem=32, widths=(48, 96, 192), downsample="stride", act="relu"), 660_256),
+    "quicknet_m": Variant(
+        QuickNetConfig(stem=32, widths=(48, 96, 192), downsample="stride", act="relu"), 660_256, _OWN
+    ),
 }
 
 
@@ -112,26 +116,27 @@ class QuickNet(nn.Module):
         )
         self.num_features = cfg.widths[-1]
         self.pool = nn.AdaptiveMaxPool2d(1)
-        self.head = nn.Linear(self.num_features, num_classes, bias=False)
+        self.head = self._make_head(num_classes)
         self.init_weights()
 
+    def _make_head(self, num_classes: int) -> nn.Module:
+        # num_classes 0: no classifier, forward returns the pooled features (the model contract)
+        return nn.Linear(self.num_features, num_classes, bias=False) if num_classes > 0 else nn.Identity()
+
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # He et al. 2015 (arXiv:1502.01852) fan-out normal convolutions, BN as the identity, as the zoo's
+        # ResNets; the classifier keeps PyTorch's default.
+        kaiming_init_(self)
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes, bias=False)
+        self.head = self._make_head(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))  # (B, C, H/2^S, W/2^S)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pool(x).flatten(1)  # (B, C)
-        if pre_logits:
+        if pre_logits or isinstance(self.head, nn.Identity):  # the scale is the logits', not the features'
             return x
         return self.head(x) * self.cfg.logit_scale
 
@@ -139,31 +144,13 @@ class QuickNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _build(cfg: QuickNetConfig, num_classes: int = 10, in_chans: int = 1, **overrides: Any) -> QuickNet:
-    # Config fields can be overridden by name (``--model-kwargs widths=[48,96,192]``), JSON-serialisable.
-    if "widths" in overrides:
-        overrides["widths"] = tuple(overrides["widths"])
-    try:
-        cfg = replace(cfg, **overrides)
-    except TypeError as e:
-        raise ConfigError(
-            f"quicknet: {e}; fields: stem, widths, downsample, act, logit_scale, stem_stride, stem_kernel"
-        ) from None
-    return QuickNet(cfg, num_classes=num_classes, in_chans=in_chans)
-
-
-for _name, (_cfg, _params) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="quicknet",
-            cam_layer="stages",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            ref_kwargs={"num_classes": 10, "in_chans": 1},
-            source="imgcls preset (own design)",
-            input_size=(1, 28, 28),
-            test_input_size=(1, 28, 28),
-        )
-    )
+# Config fields can be overridden by name (``--model-kwargs widths=[48,96,192]``): see create_model.
+register_family(
+    "quicknet",
+    QuickNet,
+    VARIANTS,
+    cam_layer="stages",
+    input_size=(1, 28, 28),
+    ref_kwargs={"num_classes": 10, "in_chans": 1},
+    test_input_size=(1, 28, 28),
+)

@@ -53,15 +53,15 @@ Departures from the papers, and why:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import DropPath, SqueezeExcite, drop_path_rates
-from imgcls.models.registry import ModelSpec, Ref, register_model
+from imgcls.models.layers import DropPath, SqueezeExcite, drop_path_rates, kaiming_init_
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNetConfig", "VARIANTS", "conv1x1", "conv3x3"]
 
@@ -75,7 +75,9 @@ class ResNetConfig:
         layers: blocks per stage (conv2_x .. conv5_x in Table 1).
         widths: the stage widths ``planes`` (a bottleneck outputs 4x this).
         stem_width: output channels of the stem conv.
-        groups: cardinality of the 3x3 conv in a bottleneck (ResNeXt's C).
+        groups: cardinality of the 3x3 convs (ResNeXt's C): the middle conv of a bottleneck; both convs of a
+            basic block (an option of ours, so that ``create_model("resnet18", groups=2)`` works: ResNeXt
+            groups bottleneck blocks only).
         width_per_group: bottleneck width per group at the first stage's 64 planes (ResNeXt's d; 64 with
             groups=1 is ResNet, 128 is WRN-50-2).
         se_reduction: squeeze-and-excitation reduction ratio r; 0 means no SE.
@@ -127,16 +129,17 @@ class BasicBlock(nn.Module):
         downsample: nn.Module | None = None,
         *,
         residual: bool = True,
+        groups: int = 1,
         se_reduction: int = 0,
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if drop_path > 0 and not residual:
             raise ConfigError("drop_path needs a residual block: a plain block has no shortcut to keep")
-        self.conv1 = conv3x3(in_chs, planes, stride)
+        self.conv1 = conv3x3(in_chs, planes, stride, groups)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes, groups=groups)
         self.bn2 = nn.BatchNorm2d(planes)
         self.se = _se(planes, se_reduction)
         self.downsample = downsample
@@ -225,8 +228,15 @@ class ResNet(nn.Module):
             raise ConfigError(
                 f"ResNetConfig has {len(cfg.layers)} layers entries but {len(cfg.widths)} widths"
             )
-        if cfg.block == "basic" and (cfg.groups != 1 or cfg.width_per_group != 64):
-            raise ConfigError("basic blocks take no groups / width_per_group: use block='bottleneck'")
+        if cfg.block == "basic" and cfg.width_per_group != 64:
+            raise ConfigError("basic blocks take no width_per_group: use block='bottleneck'")
+        if cfg.groups < 1 or (
+            cfg.block == "basic" and any(w % cfg.groups for w in (cfg.stem_width, *cfg.widths))
+        ):
+            raise ConfigError(
+                f"groups={cfg.groups} must be >= 1 and, for basic blocks, divide every width "
+                f"({cfg.stem_width}, {', '.join(map(str, cfg.widths))})"
+            )
         if not 0.0 <= drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         if not cfg.residual:
@@ -282,6 +292,7 @@ class ResNet(nn.Module):
                 planes,
                 stride,
                 down,
+                groups=cfg.groups,
                 residual=cfg.residual,
                 se_reduction=cfg.se_reduction,
                 drop_path=dp,
@@ -304,14 +315,9 @@ class ResNet(nn.Module):
         return [getattr(self, n) for n in self.stage_names]
 
     def init_weights(self, zero_init_residual: bool = False) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # He et al. 2015 ("Delving Deep into Rectifiers", arXiv:1502.01852) with fan_out, as
-                # torchvision and fb.resnet.torch initialise ResNets.
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # He et al. 2015 ("Delving Deep into Rectifiers", arXiv:1502.01852) with fan_out, as torchvision and
+        # fb.resnet.torch initialise ResNets; the SE gates' conv biases keep PyTorch's default.
+        kaiming_init_(self, zero_conv_bias=False)
         if zero_init_residual:
             # Goyal et al. 2017 (arXiv:1706.02677, Sec. 5.1): each residual block starts as the identity.
             for m in self.modules():
@@ -339,88 +345,52 @@ _TV = "torchvision {} IMAGENET1K_V1 (parameters, GFLOPs at 224, top-1 single cro
 
 # He et al. 2015, Table 1: one column per depth. (The paper's own FLOPs, 1.8/3.6/3.8/7.6/11.3 x 10^9, are for
 # stride-on-1x1 bottlenecks; torchvision's figures below are for the v1.5 models built here.)
-VARIANTS: dict[str, tuple[ResNetConfig, Ref]] = {
-    "resnet18": (
+VARIANTS: dict[str, Variant] = {
+    "resnet18": Variant(
         ResNetConfig("basic", (2, 2, 2, 2)),
-        Ref(11_689_512, 1.81, 69.758, _TV.format("ResNet18_Weights")),
+        11_689_512, _TV.format("ResNet18_Weights"), gmacs=1.81, top1=69.758,
     ),
-    "resnet34": (
+    "resnet34": Variant(
         ResNetConfig("basic", (3, 4, 6, 3)),
-        Ref(21_797_672, 3.66, 73.314, _TV.format("ResNet34_Weights")),
+        21_797_672, _TV.format("ResNet34_Weights"), gmacs=3.66, top1=73.314,
     ),
-    "resnet50": (
+    "resnet50": Variant(
         ResNetConfig("bottleneck", (3, 4, 6, 3)),
-        Ref(25_557_032, 4.09, 76.13, _TV.format("ResNet50_Weights")),
+        25_557_032, _TV.format("ResNet50_Weights"), gmacs=4.09, top1=76.13,
     ),
-    "resnet101": (
+    "resnet101": Variant(
         ResNetConfig("bottleneck", (3, 4, 23, 3)),
-        Ref(44_549_160, 7.80, 77.374, _TV.format("ResNet101_Weights")),
+        44_549_160, _TV.format("ResNet101_Weights"), gmacs=7.80, top1=77.374,
     ),
-    "resnet152": (
+    "resnet152": Variant(
         ResNetConfig("bottleneck", (3, 8, 36, 3)),
-        Ref(60_192_808, 11.51, 78.312, _TV.format("ResNet152_Weights")),
+        60_192_808, _TV.format("ResNet152_Weights"), gmacs=11.51, top1=78.312,
     ),
     # Xie et al. 2017, Table 1 (right column, ResNeXt-50 32x4d: 25.0 M params, 4.2 GFLOPs).
-    "resnext50_32x4d": (
+    "resnext50_32x4d": Variant(
         ResNetConfig("bottleneck", (3, 4, 6, 3), groups=32, width_per_group=4),
-        Ref(25_028_904, 4.23, 77.618, _TV.format("ResNeXt50_32X4D_Weights")),
+        25_028_904, _TV.format("ResNeXt50_32X4D_Weights"), gmacs=4.23, top1=77.618,
     ),
     # Zagoruyko & Komodakis 2016, Sec. "ImageNet" (WRN-50-2-bottleneck), as torchvision's wide_resnet50_2.
-    "wide_resnet50_2": (
+    "wide_resnet50_2": Variant(
         ResNetConfig("bottleneck", (3, 4, 6, 3), width_per_group=128),
-        Ref(68_883_240, 11.40, 78.468, _TV.format("Wide_ResNet50_2_Weights")),
+        68_883_240, _TV.format("Wide_ResNet50_2_Weights"), gmacs=11.40, top1=78.468,
     ),
     # Hu et al. 2018, Table 2 (SE-ResNet-50: 3.87 GFLOPs, 23.29 % top-1 error, single 224 crop); the count is
     # ResNet-50 + 2,530,992 SE parameters (the paper's "~2.5 million additional parameters").
-    "seresnet50": (
+    "seresnet50": Variant(
         ResNetConfig("bottleneck", (3, 4, 6, 3), se_reduction=16, stride_in_1x1=True),
-        Ref(
-            28_088_024,
-            3.87,
-            76.71,
-            "Hu et al. 2018 Table 2 (GFLOPs; top-1 = 100 - 23.29 % error); count: ResNet-50 + SE",
-        ),
+        28_088_024, "Hu et al. 2018 Table 2 (GFLOPs; top-1 = 100 - 23.29 % error); count: ResNet-50 + SE",
+        gmacs=3.87, top1=76.71,
     ),
-}
+}  # fmt: skip
 
-
-def _build(
-    cfg: ResNetConfig,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    *,
-    small_input: bool = False,
-    zero_init_residual: bool = False,
-    drop_path_rate: float = 0.0,
-    residual: bool | None = None,
-) -> ResNet:
-    if residual is not None:  # residual=False: the plain net of the same depth
-        cfg = replace(cfg, residual=residual)
-    return ResNet(
-        cfg,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        small_input=small_input,
-        zero_init_residual=zero_init_residual,
-        drop_path_rate=drop_path_rate,
-    )
-
-
-for _name, (_cfg, _ref) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="resnet",
-            cam_layer="layer4",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_ref.num_params,
-            source=_ref.source,
-            input_size=(3, 224, 224),
-            # 64 px is the cheapest input that exercises every stride of the ImageNet stem (2x2 final map).
-            test_input_size=(3, 64, 64),
-            small_input_kwargs={"small_input": True},
-            gmacs=_ref.gmacs,
-            top1=_ref.top1,
-        )
-    )
+register_family(
+    "resnet",
+    ResNet,
+    VARIANTS,
+    cam_layer="layer4",
+    # 64 px is the cheapest input that exercises every stride of the ImageNet stem (2x2 final map).
+    test_input_size=(3, 64, 64),
+    small_input_kwargs={"small_input": True},
+)

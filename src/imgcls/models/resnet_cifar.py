@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ClassifierHead, ConvNormAct, drop_path_rates
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.layers import ClassifierHead, ConvNormAct, cifar_stages, kaiming_init_
+from imgcls.models.registry import Variant, register_family
 from imgcls.models.resnet import BasicBlock
 
 __all__ = ["VARIANTS", "CifarResNet", "CifarResNetConfig", "ZeroPadShortcut"]
@@ -107,35 +107,22 @@ class CifarResNet(nn.Module):
         self.cfg = cfg
         n = cfg.blocks_per_stage
         self.stem = ConvNormAct(in_chans, cfg.widths[0], 3)
-        rates = drop_path_rates(drop_path_rate, 3 * n)
-        in_chs = cfg.widths[0]
-        stages: list[nn.Module] = []
-        for i, width in enumerate(cfg.widths):
-            blocks: list[nn.Module] = []
-            for j in range(n):
-                stride = 2 if i > 0 and j == 0 else 1
-                down = None
-                if cfg.residual and (stride != 1 or in_chs != width):
-                    down = ZeroPadShortcut(in_chs, width, stride)
-                blocks.append(
-                    BasicBlock(in_chs, width, stride, down, residual=cfg.residual, drop_path=rates.pop(0))
-                )
-                in_chs = width
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.num_features: int = in_chs
-        self.head = ClassifierHead(in_chs, num_classes)
+        self.stages = cifar_stages(self._block, cfg.widths[0], (n, n, n), cfg.widths, drop_path_rate)
+        self.num_features: int = cfg.widths[-1]
+        self.head = ClassifierHead(self.num_features, num_classes)
         self.init_weights()
 
+    def _block(self, index: int, in_chs: int, out_chs: int, stride: int, drop_path: float) -> nn.Module:
+        residual = self.cfg.residual
+        down = None
+        if residual and (stride != 1 or in_chs != out_chs):
+            down = ZeroPadShortcut(in_chs, out_chs, stride)
+        return BasicBlock(in_chs, out_chs, stride, down, residual=residual, drop_path=drop_path)
+
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # "We use the weight initialization in [He et al. 2015, arXiv:1502.01852]" (Sec. 4.2); fan_out
-                # as in fb.resnet.torch.
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        # "We use the weight initialization in [He et al. 2015, arXiv:1502.01852]" (Sec. 4.2); fan_out as in
+        # fb.resnet.torch.
+        kaiming_init_(self)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)
@@ -155,37 +142,24 @@ _T6 = (
 )
 _F6 = "He et al. 2015 Fig. 6 (plain nets: same layers as the ResNet, no shortcuts, so the same count)"
 
-# He et al. 2015, Table 6 (CIFAR-10): name -> (config, parameters at 10 classes, CIFAR-10 test accuracy %,
-# source). The plain rows are the Fig. 6 baselines of the same depth.
-VARIANTS: dict[str, tuple[CifarResNetConfig, int, float | None, str]] = {
-    "cifar_resnet20": (CifarResNetConfig(20), 269_722, 91.25, _T6),
-    "cifar_resnet32": (CifarResNetConfig(32), 464_154, 92.49, _T6),
-    "cifar_resnet44": (CifarResNetConfig(44), 658_586, 92.83, _T6),
-    "cifar_resnet56": (CifarResNetConfig(56), 853_018, 93.03, _T6),
-    "cifar_resnet110": (CifarResNetConfig(110), 1_727_962, 93.57, _T6),
-    "plain20": (CifarResNetConfig(20, residual=False), 269_722, None, _F6),
-    "plain56": (CifarResNetConfig(56, residual=False), 853_018, None, _F6),
+# He et al. 2015, Table 6 (CIFAR-10): parameters at 10 classes (exact; the tests count them again from the
+# paper's description), top-1 = CIFAR-10 test accuracy %. The plain rows are the Fig. 6 baselines of the
+# same depth.
+VARIANTS: dict[str, Variant] = {
+    "cifar_resnet20": Variant(CifarResNetConfig(20), 269_722, _T6, top1=91.25),
+    "cifar_resnet32": Variant(CifarResNetConfig(32), 464_154, _T6, top1=92.49),
+    "cifar_resnet44": Variant(CifarResNetConfig(44), 658_586, _T6, top1=92.83),
+    "cifar_resnet56": Variant(CifarResNetConfig(56), 853_018, _T6, top1=93.03),
+    "cifar_resnet110": Variant(CifarResNetConfig(110), 1_727_962, _T6, top1=93.57),
+    "plain20": Variant(CifarResNetConfig(20, residual=False), 269_722, _F6),
+    "plain56": Variant(CifarResNetConfig(56, residual=False), 853_018, _F6),
 }
 
-
-def _build(
-    cfg: CifarResNetConfig, num_classes: int = 10, in_chans: int = 3, *, drop_path_rate: float = 0.0
-) -> CifarResNet:
-    return CifarResNet(cfg, num_classes=num_classes, in_chans=in_chans, drop_path_rate=drop_path_rate)
-
-
-for _name, (_cfg, _params, _top1, _source) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="resnet_cifar",
-            cam_layer="stages",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            ref_kwargs={"num_classes": 10},
-            source=_source,
-            input_size=(3, 32, 32),
-            top1=_top1,
-        )
-    )
+register_family(
+    "resnet_cifar",
+    CifarResNet,
+    VARIANTS,
+    cam_layer="stages",
+    input_size=(3, 32, 32),
+    ref_kwargs={"num_classes": 10},
+)

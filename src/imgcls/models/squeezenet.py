@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from imgcls.models.registry import ModelSpec, Ref, register_model
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["VARIANTS", "Fire", "SqueezeNet", "SqueezeNetConfig"]
 
@@ -166,44 +166,25 @@ class SqueezeNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-VARIANTS: dict[str, tuple[SqueezeNetConfig, Ref]] = {
-    "squeezenet1_0": (
+VARIANTS: dict[str, Variant] = {
+    "squeezenet1_0": Variant(
         SQUEEZENET1_0,
-        Ref(
-            1_248_424,
-            0.82,
-            57.5,
-            "Iandola et al. 2016 Table 1 (= torchvision); top-1 Table 2; GMACs torchvision",
-        ),
+        1_248_424,
+        "Iandola et al. 2016 Table 1 (= torchvision); top-1 Table 2; GMACs torchvision",
+        gmacs=0.82,
+        top1=57.5,
     ),
-    "squeezenet1_1": (
-        SQUEEZENET1_1,
-        Ref(1_235_496, 0.35, None, "torchvision squeezenet1_1 (parameters, GMACs at 224)"),
+    "squeezenet1_1": Variant(
+        SQUEEZENET1_1, 1_235_496, "torchvision squeezenet1_1 (parameters, GMACs at 224)", gmacs=0.35
     ),
 }
 
-
-def _build(
-    cfg: SqueezeNetConfig, num_classes: int = 1000, in_chans: int = 3, **kwargs: bool | float
-) -> SqueezeNet:
-    return SqueezeNet(cfg, num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[arg-type]
-
-
-for _name, (_cfg, _ref) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="squeezenet",
-            cam_layer="features",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_ref.num_params,
-            source=_ref.source,
-            input_size=(3, 224, 224),
-            # 64 px exercises every stride of the ImageNet form (3x3 final map) at 1/12 of the cost of 224.
-            test_input_size=(3, 64, 64),
-            small_input_kwargs={"small_input": True},
-            gmacs=_ref.gmacs,
-            top1=_ref.top1,
-        )
-    )
+register_family(
+    "squeezenet",
+    SqueezeNet,
+    VARIANTS,
+    cam_layer="features",
+    # 64 px exercises every stride of the ImageNet form (3x3 final map) at 1/12 of the cost of 224.
+    test_input_size=(3, 64, 64),
+    small_input_kwargs={"small_input": True},
+)

@@ -54,8 +54,8 @@ Departures from the paper, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +64,7 @@ from torch import nn
 from imgcls.errors import ConfigError
 from imgcls.models.layers import Attention, DropPath, Mlp, PatchEmbed, attention_maps, drop_path_rates
 from imgcls.models.layers.checkpoint_names import use_checkpoint_names
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import Variant, register_family
 
 __all__ = [
     "PatchMerging",
@@ -110,40 +110,30 @@ class SwinConfig:
     drop_path_rate: float = 0.0
 
 
-class _Variant(NamedTuple):
-    cfg: SwinConfig
-    num_params: int  # at num_classes, 3 input channels
-    num_classes: int
-    source: str
-    input_size: int = 224
-    gmacs: float | None = None
-    top1: float | None = None
-
-
 _TV = "torchvision {} (parameters); GFLOPs and top-1: paper Table 1(a)"
 # Paper Table 7 (detailed architecture specifications) and Section 3.3: C, layer numbers and heads per stage;
 # M = 7, head width 32, alpha = 4. Stochastic depth 0.2 / 0.3 / 0.5 for T / S / B (Appendix A2.1).
 # fmt: off
-VARIANTS: dict[str, _Variant] = {
-    # name: SwinConfig(C, layer numbers, heads, ...), parameters, classes, source, GFLOPs, top-1
-    "swin_t": _Variant(
+VARIANTS: dict[str, Variant] = {
+    # name: SwinConfig(C, layer numbers, heads, ...), parameters at 1000 classes, source, GFLOPs, top-1
+    "swin_t": Variant(
         SwinConfig(96, (2, 2, 6, 2), (3, 6, 12, 24), drop_path_rate=0.2),
-        28_288_354, 1000, _TV.format("swin_t"), gmacs=4.5, top1=81.3,
+        28_288_354, _TV.format("swin_t"), gmacs=4.5, top1=81.3,
     ),
-    "swin_s": _Variant(
+    "swin_s": Variant(
         SwinConfig(96, (2, 2, 18, 2), (3, 6, 12, 24), drop_path_rate=0.3),
-        49_606_258, 1000, _TV.format("swin_s"), gmacs=8.7, top1=83.0,
+        49_606_258, _TV.format("swin_s"), gmacs=8.7, top1=83.0,
     ),
-    "swin_b": _Variant(
+    "swin_b": Variant(
         SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32), drop_path_rate=0.5),
-        87_768_224, 1000, _TV.format("swin_b"), gmacs=15.4, top1=83.5,
+        87_768_224, _TV.format("swin_b"), gmacs=15.4, top1=83.5,
     ),
     # Small-input form of Swin-T for training from scratch on 28 / 32 px images (our adaptation, no paper
-    # row). Its count is the closed form: per block 12 d^2 + 13 d + (2M - 1)^2 heads, per merging 8 d^2 + 8 d,
-    # stem c p^2 C + 3 C, final norm 2 * 8C, head 8C K + K.
-    "swin_t_patch2_window4_32": _Variant(
+    # row). Its count (at 10 classes) is the closed form: per block 12 d^2 + 13 d + (2M - 1)^2 heads, per
+    # merging 8 d^2 + 8 d, stem c p^2 C + 3 C, final norm 2 * 8C, head 8C K + K.
+    "swin_t_patch2_window4_32": Variant(
         SwinConfig(96, (2, 2, 6, 2), (3, 6, 12, 24), patch_size=2, window_size=4, drop_path_rate=0.2),
-        27_507_028, 10, "closed form above (no published figure)", input_size=32,
+        27_507_028, "closed form above (no published figure)", input_size=32, num_classes=10,
     ),
 }
 # fmt: on
@@ -444,28 +434,13 @@ class SwinTransformer(nn.Module):
         return attention_maps(self, x)
 
 
-def _build(cfg: SwinConfig, num_classes: int = 1000, in_chans: int = 3, **overrides: Any) -> SwinTransformer:
-    # Keyword overrides (patch_size=, window_size=, drop_path_rate=, ...) replace the table config's fields.
-    return SwinTransformer(replace(cfg, **overrides), num_classes=num_classes, in_chans=in_chans)
-
-
-for _name, _v in VARIANTS.items():
-    _native_small = _v.input_size <= 32
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="swin",
-            cam_layer="features",
-            builder=_build,
-            kwargs={"cfg": _v.cfg},
-            num_params=_v.num_params,
-            ref_kwargs={"num_classes": _v.num_classes},
-            source=_v.source,
-            input_size=(3, _v.input_size, _v.input_size),
-            # 32 px keeps the registry test fast and exercises the shrunk, unshifted windows of small maps.
-            test_input_size=(3, 32, 32),
-            small_input_kwargs=None if _native_small else SMALL_INPUT_KWARGS,
-            gmacs=_v.gmacs,
-            top1=_v.top1,
-        )
-    )
+# Keyword overrides (patch_size=, window_size=, drop_path_rate=, ...) replace the table config's fields.
+register_family(
+    "swin",
+    SwinTransformer,
+    VARIANTS,
+    cam_layer="features",
+    # 32 px keeps the registry test fast and exercises the shrunk, unshifted windows of small maps.
+    test_input_size=(3, 32, 32),
+    small_input_kwargs=SMALL_INPUT_KWARGS,
+)

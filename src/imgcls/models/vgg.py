@@ -36,9 +36,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.layers import kaiming_init_, linear_normal_
+from imgcls.models.registry import Variant, register_family
 
-__all__ = ["VGG", "VGGConfig"]
+__all__ = ["VARIANTS", "VGG", "VGGConfig"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,22 @@ _REFERENCE: dict[str, tuple[int, float, float]] = {
     "vgg13_bn": (133_053_736, 71.586, 11.31),
     "vgg16_bn": (138_365_992, 73.36, 15.47),
     "vgg19_bn": (143_678_248, 74.218, 19.63),
+}
+
+
+def _row(base: str, batch_norm: bool) -> Variant:
+    column, depths = _TABLE_1[base]
+    name = f"{base}_bn" if batch_norm else base
+    params, top1, gmacs = _REFERENCE[name]
+    source = (
+        f"Simonyan & Zisserman 2014, Table 1 config {column}; count, acc@1, GFLOPS: torchvision 0.28 {name}"
+    )
+    return Variant(VGGConfig(depths, batch_norm=batch_norm), params, source, gmacs=gmacs, top1=top1)
+
+
+# Every column of Table 1, without and with batch normalisation (torchvision's ``_bn`` forms).
+VARIANTS: dict[str, Variant] = {
+    f"{base}_bn" if bn else base: _row(base, bn) for base in _TABLE_1 for bn in (False, True)
 }
 
 _SMALL_HIDDEN = 512  # classifier width of the small-image form
@@ -113,16 +130,7 @@ class VGG(nn.Module):
     def init_weights(self) -> None:
         """torchvision's VGG init: Kaiming-normal (fan-out, ReLU) convs, BN (1, 0), linears N(0, 0.01^2),
         all biases 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, linear=linear_normal_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[-1] = self._make_fc(num_classes)
@@ -141,29 +149,12 @@ class VGG(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _build(cfg: VGGConfig, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False) -> VGG:
-    return VGG(cfg, num_classes=num_classes, in_chans=in_chans, small_input=small_input)
-
-
-for _base, (_column, _depths) in _TABLE_1.items():
-    for _bn in (False, True):
-        _name = f"{_base}_bn" if _bn else _base
-        _params, _top1, _gmacs = _REFERENCE[_name]
-        register_model(
-            ModelSpec(
-                name=_name,
-                family="vgg",
-                cam_layer="features",
-                builder=_build,
-                kwargs={"cfg": VGGConfig(depths=_depths, batch_norm=_bn)},
-                num_params=_params,
-                source=f"Simonyan & Zisserman 2014, Table 1 config {_column}; "
-                f"count, acc@1, GFLOPS: torchvision 0.28 {_name}",
-                input_size=(3, 224, 224),
-                test_input_size=(3, 32, 32),
-                test_kwargs={"small_input": True},
-                small_input_kwargs={"small_input": True},
-                gmacs=_gmacs,
-                top1=_top1,
-            )
-        )
+register_family(
+    "vgg",
+    VGG,
+    VARIANTS,
+    cam_layer="features",
+    test_input_size=(3, 32, 32),
+    test_kwargs={"small_input": True},
+    small_input_kwargs={"small_input": True},
+)

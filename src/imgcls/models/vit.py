@@ -69,7 +69,7 @@ from torch import nn
 from imgcls.errors import ConfigError
 from imgcls.models.layers import Attention, DropPath, Mlp, PatchEmbed, attention_maps, drop_path_rates
 from imgcls.models.layers.checkpoint_names import use_checkpoint_names
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["EncoderBlock", "ViTConfig", "VisionTransformer", "resize_pos_embed"]
 
@@ -130,15 +130,20 @@ SIZES: dict[str, _Size] = {
 }
 
 
-class _Variant(NamedTuple):
-    size: str
-    patch_size: int
-    img_size: int
-    num_params: int  # at num_classes, 3 input channels, img_size
-    source: str
-    gmacs: float | None = None
-    top1: float | None = None
-    num_classes: int = 1000
+def _vit(
+    size: str,
+    patch_size: int,
+    img_size: int,
+    num_params: int,
+    source: str,
+    gmacs: float | None = None,
+    top1: float | None = None,
+    num_classes: int | None = None,
+) -> Variant:
+    """A row: a model size of SIZES with a patch size, laid out for ``img_size``; its parameters are counted
+    at ``img_size`` and ``num_classes`` (default 1000), 3 input channels."""
+    cfg = ViTConfig(patch_size=patch_size, img_size=img_size, **SIZES[size]._asdict())
+    return Variant(cfg, num_params, source, gmacs, top1, input_size=img_size, num_classes=num_classes)
 
 
 # Parameter count of this layout (c channels, P patch, N = HW / P^2 patches, D width, L depth, M MLP width,
@@ -149,19 +154,19 @@ class _Variant(NamedTuple):
 _CLOSED = "closed form above (no published figure)"
 _TV = "torchvision {} (parameters, GFLOPs and acc@1 of its IMAGENET1K_V1 weights)"
 _DEIT = "timm deit_{}_patch16_224 (parameters); top-1: DeiT paper"
-VARIANTS: dict[str, _Variant] = {
-    # name: _Variant(size, patch, img_size, parameters, source, GFLOPs, top-1[, classes counted at])
-    "vit_tiny_patch16_224": _Variant("tiny", 16, 224, 5_717_416, _DEIT.format("tiny"), None, 72.2),
-    "vit_tiny_patch32_224": _Variant("tiny", 32, 224, 6_131_560, _CLOSED),
-    "vit_small_patch16_224": _Variant("small", 16, 224, 22_050_664, _DEIT.format("small"), None, 79.8),
-    "vit_small_patch32_224": _Variant("small", 32, 224, 22_878_952, _CLOSED + "; timm: 22.88M"),
-    "vit_base_patch16_224": _Variant("base", 16, 224, 86_567_656, _TV.format("vit_b_16"), 17.56, 81.072),
-    "vit_base_patch32_224": _Variant("base", 32, 224, 88_224_232, _TV.format("vit_b_32"), 4.41, 75.912),
-    "vit_large_patch16_224": _Variant("large", 16, 224, 304_326_632, _TV.format("vit_l_16"), 61.55, 79.662),
-    "vit_large_patch32_224": _Variant("large", 32, 224, 306_535_400, _TV.format("vit_l_32"), 15.38, 76.972),
+VARIANTS: dict[str, Variant] = {
+    # name: _vit(size, patch, img_size, parameters, source, GFLOPs, top-1[, classes counted at])
+    "vit_tiny_patch16_224": _vit("tiny", 16, 224, 5_717_416, _DEIT.format("tiny"), None, 72.2),
+    "vit_tiny_patch32_224": _vit("tiny", 32, 224, 6_131_560, _CLOSED),
+    "vit_small_patch16_224": _vit("small", 16, 224, 22_050_664, _DEIT.format("small"), None, 79.8),
+    "vit_small_patch32_224": _vit("small", 32, 224, 22_878_952, _CLOSED + "; timm: 22.88M"),
+    "vit_base_patch16_224": _vit("base", 16, 224, 86_567_656, _TV.format("vit_b_16"), 17.56, 81.072),
+    "vit_base_patch32_224": _vit("base", 32, 224, 88_224_232, _TV.format("vit_b_32"), 4.41, 75.912),
+    "vit_large_patch16_224": _vit("large", 16, 224, 304_326_632, _TV.format("vit_l_16"), 61.55, 79.662),
+    "vit_large_patch32_224": _vit("large", 32, 224, 306_535_400, _TV.format("vit_l_32"), 15.38, 76.972),
     # Small-input variants for training from scratch on 28 / 32 px images (our adaptation, no paper row).
-    "vit_tiny_patch4_32": _Variant("tiny", 4, 32, 5_362_762, _CLOSED, num_classes=10),
-    "vit_small_patch4_32": _Variant("small", 4, 32, 21_342_346, _CLOSED, num_classes=10),
+    "vit_tiny_patch4_32": _vit("tiny", 4, 32, 5_362_762, _CLOSED, num_classes=10),
+    "vit_small_patch4_32": _vit("small", 4, 32, 21_342_346, _CLOSED, num_classes=10),
 }
 
 # How a 224 px variant adapts to 28 / 32 px images: 4 px patches, embeddings laid out for 32 px.
@@ -383,30 +388,14 @@ class VisionTransformer(nn.Module):
         return attention_maps(self, x)
 
 
-def _build(cfg: ViTConfig, num_classes: int = 1000, in_chans: int = 3, **overrides: Any) -> VisionTransformer:
-    # Keyword overrides (patch_size=, img_size=, drop_path_rate=, ...) replace fields of the table's config.
-    return VisionTransformer(replace(cfg, **overrides), num_classes=num_classes, in_chans=in_chans)
-
-
-for _name, _v in VARIANTS.items():
-    _cfg = ViTConfig(patch_size=_v.patch_size, img_size=_v.img_size, **SIZES[_v.size]._asdict())
-    _native_small = _v.img_size <= 32
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="vit",
-            cam_layer="encoder.layers.-1.ln_1",  # the last block sees the patches; its output does not
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_v.num_params,
-            ref_kwargs={"num_classes": _v.num_classes},
-            source=_v.source,
-            input_size=(3, _v.img_size, _v.img_size),
-            # The registry test runs at 32 px: a 224 px variant is built for it (2 x 2 or 1 x 1 patches).
-            test_input_size=(3, 32, 32),
-            test_kwargs={} if _native_small else {"img_size": 32},
-            small_input_kwargs=None if _native_small else SMALL_INPUT_KWARGS,
-            gmacs=_v.gmacs,
-            top1=_v.top1,
-        )
-    )
+# Keyword overrides (patch_size=, img_size=, depth=, drop_path_rate=, ...) replace fields of the table's config.
+register_family(
+    "vit",
+    VisionTransformer,
+    VARIANTS,
+    cam_layer="encoder.layers.-1.ln_1",  # the last block sees the patches; its output does not
+    # The registry test runs at 32 px: a 224 px variant is built for it (2 x 2 or 1 x 1 patches).
+    test_input_size=(3, 32, 32),
+    test_kwargs={"img_size": 32},
+    small_input_kwargs=SMALL_INPUT_KWARGS,
+)

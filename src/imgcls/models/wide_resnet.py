@@ -38,16 +38,14 @@ Where the paper leaves a choice open, and where we depart from it:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from imgcls.errors import ConfigError
-from imgcls.models.layers import ClassifierHead
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.layers import ClassifierHead, cifar_stages, kaiming_init_, linear_zero_bias_
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["BLOCK_TYPES", "VARIANTS", "WideBlock", "WideResNet", "WideResNetConfig", "wide_resnet"]
 
@@ -115,36 +113,38 @@ def _wrn(depth: int, k: int, block_type: str = "B(3,3)") -> WideResNetConfig:
     return WideResNetConfig(depth=depth, widen_factor=k, block_type=block_type)
 
 
-class _Row(NamedTuple):
-    table: str  # the table of arXiv v4 the row comes from
-    cfg: WideResNetConfig
-    num_params: int  # exact count at 10 classes, 3 channels, computed from the paper's definition
-    printed: str  # the parameter count the paper's table prints, which ``num_params`` rounds to
-    top1: float | None = None  # CIFAR-10 top-1 (%), where we registered a published figure
+def _row(
+    table: str, cfg: WideResNetConfig, num_params: int, printed: str, top1: float | None = None
+) -> Variant:
+    """A row of ``table`` (arXiv v4): our exact count at 10 classes, 3 channels, computed from the paper's
+    definition (a regression pin), and the count the table prints, which it rounds to; top-1 on CIFAR-10
+    where registered."""
+    source = f"computed from the paper's definition; arXiv:1605.07146 v4 {table}: {printed}"
+    return Variant(cfg, num_params, source, top1=top1)
 
 
-VARIANTS: dict[str, _Row] = {
+VARIANTS: dict[str, Variant] = {
     # Table 4 of arXiv v4: WRN-d-k with B(3,3) blocks on CIFAR (depth, k, #params, test error).
-    "wrn40_1": _Row("Table 4", _wrn(40, 1), 563_930, "0.6M"),
-    "wrn40_2": _Row("Table 4", _wrn(40, 2), 2_243_546, "2.2M"),
-    "wrn40_4": _Row("Table 4", _wrn(40, 4), 8_949_210, "8.9M"),
-    "wrn40_8": _Row("Table 4", _wrn(40, 8), 35_748_314, "35.7M"),
+    "wrn40_1": _row("Table 4", _wrn(40, 1), 563_930, "0.6M"),
+    "wrn40_2": _row("Table 4", _wrn(40, 2), 2_243_546, "2.2M"),
+    "wrn40_4": _row("Table 4", _wrn(40, 4), 8_949_210, "8.9M"),
+    "wrn40_8": _row("Table 4", _wrn(40, 8), 35_748_314, "35.7M"),
     # top-1 = 100 - 4.00% error: mean/std preprocessing, median of 5 runs (Table 5; the authors' README).
-    "wrn28_10": _Row("Table 4", _wrn(28, 10), 36_479_194, "36.5M", 96.0),
-    "wrn28_12": _Row("Table 4", _wrn(28, 12), 52_517_850, "52.5M"),
-    "wrn22_8": _Row("Table 4", _wrn(22, 8), 17_158_106, "17.2M"),
-    "wrn22_10": _Row("Table 4", _wrn(22, 10), 26_797_914, "26.8M"),
-    "wrn16_8": _Row("Table 4", _wrn(16, 8), 10_961_370, "11.0M"),
-    "wrn16_10": _Row("Table 4", _wrn(16, 10), 17_116_634, "17.1M"),
+    "wrn28_10": _row("Table 4", _wrn(28, 10), 36_479_194, "36.5M", 96.0),
+    "wrn28_12": _row("Table 4", _wrn(28, 12), 52_517_850, "52.5M"),
+    "wrn22_8": _row("Table 4", _wrn(22, 8), 17_158_106, "17.2M"),
+    "wrn22_10": _row("Table 4", _wrn(22, 10), 26_797_914, "26.8M"),
+    "wrn16_8": _row("Table 4", _wrn(16, 8), 10_961_370, "11.0M"),
+    "wrn16_10": _row("Table 4", _wrn(16, 10), 17_116_634, "17.1M"),
     # Table 6 of arXiv v4: the dropout study's WRN-16-4.
-    "wrn16_4": _Row("Table 6", _wrn(16, 4), 2_748_890, "2.7M"),
+    "wrn16_4": _row("Table 6", _wrn(16, 4), 2_748_890, "2.7M"),
     # Table 2 of arXiv v4: block types at k = 2 (depths chosen there to keep the parameter counts close).
-    "wrn40_2_b131": _Row("Table 2", _wrn(40, 2, "B(1,3,1)"), 1_429_082, "1.4M"),
-    "wrn40_2_b31": _Row("Table 2", _wrn(40, 2, "B(3,1)"), 1_211_354, "1.2M"),
-    "wrn40_2_b13": _Row("Table 2", _wrn(40, 2, "B(1,3)"), 1_297_370, "1.3M"),
-    "wrn40_2_b311": _Row("Table 2", _wrn(40, 2, "B(3,1,1)"), 1_343_066, "1.3M"),
-    "wrn28_2": _Row("Table 2", _wrn(28, 2), 1_467_610, "1.5M"),
-    "wrn22_2_b313": _Row("Table 2", _wrn(22, 2, "B(3,1,3)"), 1_145_498, "1.1M"),
+    "wrn40_2_b131": _row("Table 2", _wrn(40, 2, "B(1,3,1)"), 1_429_082, "1.4M"),
+    "wrn40_2_b31": _row("Table 2", _wrn(40, 2, "B(3,1)"), 1_211_354, "1.2M"),
+    "wrn40_2_b13": _row("Table 2", _wrn(40, 2, "B(1,3)"), 1_297_370, "1.3M"),
+    "wrn40_2_b311": _row("Table 2", _wrn(40, 2, "B(3,1,1)"), 1_343_066, "1.3M"),
+    "wrn28_2": _row("Table 2", _wrn(28, 2), 1_467_610, "1.5M"),
+    "wrn22_2_b313": _row("Table 2", _wrn(22, 2, "B(3,1,3)"), 1_145_498, "1.1M"),
 }
 
 
@@ -188,16 +188,13 @@ class WideResNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.stem = nn.Conv2d(in_chans, 16, 3, padding=1, bias=False)
-        stages: list[nn.Module] = []
-        chs = 16
-        for width, stride in zip(cfg.widths, (1, 2, 2), strict=True):
-            blocks = [
-                WideBlock(chs if i == 0 else width, width, stride if i == 0 else 1, cfg.kernels, cfg.dropout)
-                for i in range(cfg.blocks_per_group)
-            ]
-            stages.append(nn.Sequential(*blocks))
-            chs = width
-        self.stages = nn.Sequential(*stages)
+
+        def block(index: int, in_chs: int, out_chs: int, stride: int, drop_path: float) -> nn.Module:
+            return WideBlock(in_chs, out_chs, stride, cfg.kernels, cfg.dropout)  # no stochastic depth in WRN
+
+        n = cfg.blocks_per_group
+        self.stages = cifar_stages(block, 16, (n, n, n), cfg.widths)
+        chs = cfg.widths[-1]
         self.norm = nn.BatchNorm2d(chs)  # the pre-activation network's closing BN-ReLU
         self.act = nn.ReLU(inplace=True)
         self.num_features = chs
@@ -205,17 +202,10 @@ class WideResNet(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # The authors' MSRinit (models/utils.lua): N(0, 2 / (k*k*out_channels)), i.e. He fan-out.
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                # The authors' FCinit zeroes the bias and keeps Torch's default uniform weight, which matches
-                # PyTorch's default bound 1/sqrt(fan_in).
-                nn.init.zeros_(m.bias)
+        # Convolutions: the authors' MSRinit (models/utils.lua), N(0, 2 / (k*k*out_channels)), i.e. He fan-out.
+        # Linear: the authors' FCinit zeroes the bias and keeps Torch's default uniform weight, which matches
+        # PyTorch's default bound 1/sqrt(fan_in).
+        kaiming_init_(self, linear=linear_zero_bias_)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.reset(num_classes)
@@ -249,26 +239,15 @@ def wide_resnet(
     return WideResNet(cfg, num_classes=num_classes, in_chans=in_chans)
 
 
-def _build(cfg: WideResNetConfig, num_classes: int = 10, in_chans: int = 3, **overrides: Any) -> WideResNet:
-    # ``create_model("wrn28_10", dropout=0.3)`` overrides a field of the registered row.
-    return WideResNet(dataclasses.replace(cfg, **overrides), num_classes=num_classes, in_chans=in_chans)
-
-
-for _name, _row in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="wide_resnet",
-            cam_layer="act",
-            builder=_build,
-            kwargs={"cfg": _row.cfg},
-            num_params=_row.num_params,
-            ref_kwargs={"num_classes": 10},
-            source=f"computed from the paper's definition; arXiv:1605.07146 v4 {_row.table}: {_row.printed}",
-            input_size=(3, 32, 32),
-            # 8x8 runs every layer (8 -> 8 -> 4 -> 2 through the three groups) at 1/16 of the CIFAR cost:
-            # keeps the registry test of the 36M-53M parameter rows fast on CPU.
-            test_input_size=(3, 8, 8),
-            top1=_row.top1,
-        )
-    )
+# ``create_model("wrn28_10", dropout=0.3)`` overrides a field of the registered row (see create_model).
+register_family(
+    "wide_resnet",
+    WideResNet,
+    VARIANTS,
+    cam_layer="act",
+    input_size=(3, 32, 32),
+    ref_kwargs={"num_classes": 10},
+    # 8x8 runs every layer (8 -> 8 -> 4 -> 2 through the three groups) at 1/16 of the CIFAR cost:
+    # keeps the registry test of the 36M-53M parameter rows fast on CPU.
+    test_input_size=(3, 8, 8),
+)

@@ -40,16 +40,15 @@ from torch import nn
 from imgcls.models.alexnet import AlexNet, AlexNetConfig
 from imgcls.models.layers.filter_rms import renormalize_filters_
 from imgcls.models.layers.lrn import RAW_PIXEL_SCALE
-from imgcls.models.registry import ModelSpec, register_model
+from imgcls.models.registry import Variant, register_family
 
 __all__ = ["FILTER_RMS_RADIUS", "VARIANTS", "renormalize_filters_", "renormalize_after_step"]
 
 FILTER_RMS_RADIUS = 0.1  # Sec. 3: "a fixed radius of 10^-1"
 
 # Fig. 3 of the paper; conv rows are (out_chs, kernel, stride, padding, groups).
-VARIANTS: dict[str, tuple[AlexNetConfig, int, str, float]] = {
-    # name: (config, parameters at 1000 classes, source, top-1 %)
-    "zfnet": (
+VARIANTS: dict[str, Variant] = {
+    "zfnet": Variant(
         AlexNetConfig(
             convs=(
                 (96, 7, 2, 1, 1),
@@ -66,7 +65,7 @@ VARIANTS: dict[str, tuple[AlexNetConfig, int, str, float]] = {
         ),
         62_357_608,
         "Zeiler & Fergus 2013, Fig. 3 (counted from the layer sizes); top-1: Table 2, 1 convnet, val",
-        61.6,  # = 100 - 38.4, Table 2's top-1 validation error
+        top1=61.6,  # = 100 - 38.4, Table 2's top-1 validation error
     ),
 }
 
@@ -76,27 +75,13 @@ def renormalize_after_step(model: nn.Module) -> None:
     renormalize_filters_(model, FILTER_RMS_RADIUS)
 
 
-def _build(
-    cfg: AlexNetConfig, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False
-) -> AlexNet:
-    return AlexNet(cfg, num_classes=num_classes, in_chans=in_chans, small_input=small_input)
-
-
-for _name, (_cfg, _params, _source, _top1) in VARIANTS.items():
-    register_model(
-        ModelSpec(
-            name=_name,
-            family="zfnet",
-            cam_layer="features",
-            builder=_build,
-            kwargs={"cfg": _cfg},
-            num_params=_params,
-            source=_source,
-            input_size=(3, 224, 224),
-            test_input_size=(3, 32, 32),
-            test_kwargs={"small_input": True},
-            small_input_kwargs={"small_input": True},
-            top1=_top1,
-            post_step=renormalize_after_step,
-        )
-    )
+register_family(
+    "zfnet",
+    AlexNet,
+    VARIANTS,
+    cam_layer="features",
+    test_input_size=(3, 32, 32),
+    test_kwargs={"small_input": True},
+    small_input_kwargs={"small_input": True},
+    post_step=renormalize_after_step,
+)
