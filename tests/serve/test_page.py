@@ -62,7 +62,9 @@ def test_upload_an_image_and_read_the_top_1(server: Running, run_dir: Path, tmp_
                 ),
             )
             page.goto(f"{server.url}/")
-            page.wait_for_function("document.getElementById('model').textContent.length > 0")
+            # A selector, not wait_for_function("..."): Playwright evaluates a string predicate with eval(),
+            # which the page's Content-Security-Policy (default-src 'self') rightly refuses (Playwright 1.65).
+            page.wait_for_selector("#model:not(:empty)")
             page.set_input_files("#file", str(picture))
             page.wait_for_selector("body[data-state=done]", timeout=20_000)
             top1 = page.inner_text("#top1")
