@@ -145,7 +145,7 @@ def test_hostile_model_json_is_one_line_naming_the_field(
     ("kwargs", "message"),
     [
         ({"stem_stride": "x"}, r"does not build quicknet_s \(TypeError"),
-        ({"bogus": 1}, "unexpected keyword argument 'bogus'"),
+        ({"bogus": 1}, "has no argument 'bogus': its config fields are stem, widths"),
         ({"widths": [100_000]}, r"a model of [\d,]+ values, beyond any imgcls run"),  # never allocated
     ],
 )

@@ -301,10 +301,9 @@ def _check_constructor_args(name: str, spec: ModelSpec, kwargs: Mapping[str, Any
     cfg = spec.kwargs.get("cfg")
     cfg_fields = [f.name for f in dataclasses.fields(cfg)] if dataclasses.is_dataclass(cfg) else []
     ctor = [k for k in params if k not in ("cfg", "num_classes", "in_chans")]
-    raise ConfigError(
-        f"model '{name}' has no argument {', '.join(repr(k) for k in unknown)}: its config fields are "
-        f"{', '.join(cfg_fields) or 'none'}; its other arguments are {', '.join(ctor) or 'none'}"
-    )
+    fields = f"its config fields are {', '.join(cfg_fields)}" if cfg_fields else "it has no config"
+    others = f"its other arguments are {', '.join(ctor)}" if ctor else "it takes no other argument"
+    raise ConfigError(f"model '{name}' has no argument {', '.join(map(repr, unknown))}: {fields}; {others}")
 
 
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:
