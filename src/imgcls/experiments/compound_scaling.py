@@ -3,8 +3,8 @@
 
 Scaling one dimension of a network (width, depth or input resolution) gains accuracy with diminishing
 returns; scaling all three together by the compound rule (Eq. 3: depth alpha^phi, width beta^phi, resolution
-gamma^phi, alpha = 1.2, beta = 1.1, gamma = 1.15) gains more for the same multiply-adds (sec. 5.2: up to 2.5
-points over single-dimension scaling of B0). Here a small base (EfficientNet-B0 at half width and half
+gamma^phi, alpha = 1.2, beta = 1.1, gamma = 1.15) gains more for the same multiply-adds (sec. 6, Fig. 8: up
+to 2.5% top-1 over single-dimension scaling of B0). Here a small base (EfficientNet-B0 at half width and half
 depth, the zoo's ``efficientnet_b0`` with ``width_mult``/``depth_mult``) is scaled at phi = 1 and 2 by the
 compound rule and by each single dimension to the same FLOPs growth
 (:func:`imgcls.models.efficientnet.single_dimension_scaling`), and accuracy is plotted against the
@@ -100,7 +100,7 @@ def analyze(records: dict[str, dict[str, Any]], scale: Scale) -> Outcome:
             Comparison(
                 f"test accuracy at phi={phi}, compound minus the best single dimension ({best})",
                 "> 0 (compound scaling wins at similar cost)",
-                "up to +2.5 points over single-dimension scaling of B0 (sec. 5.2, Fig. 8)",
+                "up to +2.5% top-1 over single-dimension scaling of B0 (sec. 6, Fig. 8)",
                 f"{diff:+.2f} points ({100 * mean[comp]:.2f}% vs {100 * singles[best]:.2f}%; MACs "
                 f"{macs[comp] / 1e6:.1f}M vs {macs[f'{best} phi={phi}'] / 1e6:.1f}M)",
                 diff > 0,

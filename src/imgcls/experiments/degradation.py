@@ -105,8 +105,9 @@ def analyze(records: dict[str, dict[str, Any]], scale: Scale) -> Outcome:
         {"training_error": fig},
         measures={"final_train_error": err, "test_error": test_err},
         notes=[
-            f"{EPOCHS[scale]} epochs at this scale; the paper trains 64k iterations (about 164 epochs). The "
-            "training error is that of the last epoch's batches (no augmentation), as in Fig. 6's thin curves.",
+            f"{EPOCHS[scale]} epochs at this scale; the paper trains 64k iterations of batch 128 (about 164 epochs "
+            "of CIFAR-10's 50,000 training images). The training error is that of the last epoch's batches (no "
+            "augmentation), the quantity of Fig. 6's dashed curves.",
             "Fashion-MNIST stands in for CIFAR-10: the paper's test errors are CIFAR-10's and are shown for "
             "the direction only.",
         ],
