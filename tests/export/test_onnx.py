@@ -96,6 +96,42 @@ def test_run_export_stores_metadata_and_a_dynamic_batch(digits_run: Path, onnx_f
     assert OnnxClassifier(onnx_file).meta == meta  # the checked reader agrees
 
 
+def debug_annotations(path: Path) -> list[str]:
+    """Where an ONNX file carries per-node debugging (stack traces, scopes) or doc strings: "node name: key"."""
+    import onnx
+
+    model = onnx.load(str(path))
+    found = [f"{n.name}: {p.key}" for n in model.graph.node for p in n.metadata_props]
+    found += [f"{n.name}: doc_string" for n in model.graph.node if n.doc_string]
+    values = [*model.graph.initializer, *model.graph.value_info, *model.graph.input, *model.graph.output]
+    found += [f"{v.name}: {p.key}" for v in values for p in v.metadata_props]
+    return found + (["graph: doc_string"] if model.graph.doc_string or model.doc_string else [])
+
+
+def test_export_carries_no_debug_annotations(onnx_file: Path) -> None:
+    import onnx
+
+    from imgcls.export.onnx import strip_debug_info
+
+    assert debug_annotations(onnx_file) == []  # no stack traces with the exporting machine's source paths
+    assert {p.key for p in onnx.load(str(onnx_file)).metadata_props} == {
+        "imgcls"
+    }  # what predict --onnx needs
+    # the proto form, as the int8 file is stripped: every annotated place, subgraphs included, is emptied
+    model = onnx.load(str(onnx_file))
+    model.graph.node[0].metadata_props.add(key="pkg.torch.onnx.stack_trace", value="File /home/me/x.py")
+    model.graph.node[0].doc_string = "made by x.py"
+    body = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["a"], ["b"], doc_string="d")], "body", [], []
+    )
+    body.node[0].metadata_props.add(key="namespace", value="m")
+    model.graph.node.append(onnx.helper.make_node("If", ["c"], ["o"], then_branch=body, else_branch=body))
+    strip_debug_info(model)
+    assert not model.graph.node[0].metadata_props and not model.graph.node[0].doc_string
+    branch = model.graph.node[-1].attribute[0].g.node[0]
+    assert not branch.metadata_props and not branch.doc_string
+
+
 def test_uint8_input_bakes_in_the_normalisation(digits_run: Path, onnx_file: Path, tmp_path: Path) -> None:
     baked = export_onnx(digits_run, tmp_path / "u8.onnx", uint8_input=True)
     assert baked.metadata["input"] == "uint8" and all(p.ok for p in baked.parity)

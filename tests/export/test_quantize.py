@@ -11,7 +11,9 @@ import pytest
 from imgcls.cli.main import main
 from imgcls.errors import ConfigError
 from imgcls.export import OnnxClassifier
-from imgcls.export.quantize import quantization_report, quantize_run, report_table
+from imgcls.export.quantize import latencies_ms, quantization_report, quantize_run, report_table
+
+from .test_onnx import debug_annotations
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,9 @@ def test_int8_file_is_quantised_per_channel_and_keeps_metadata(quantized) -> Non
     per_channel = [t for t in model.graph.initializer if t.name.endswith("_scale") and len(t.dims) == 1]
     assert per_channel, "weights are not quantised per channel"
     assert quantized.calib_images == 64
+    assert debug_annotations(quantized.path) == []  # no stack traces, as in the fp32 file
+    # Biases stay float in the file (no int32 copy with a scale and zero point per channel) ...
+    assert not [t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT32]
     assert quantized.path.stat().st_size < 0.35 * quantized.fp32_path.stat().st_size
     fp32, int8 = OnnxClassifier(quantized.fp32_path), OnnxClassifier(quantized.path)
     assert int8.meta == fp32.meta
@@ -40,15 +45,39 @@ def test_int8_file_is_quantised_per_channel_and_keeps_metadata(quantized) -> Non
     assert not np.allclose(a, b, rtol=1e-6, atol=1e-6)  # and it is really another computation
 
 
+def test_onnxruntime_runs_every_convolution_in_int8(quantized, tmp_path: Path) -> None:
+    """... and onnxruntime still fuses each quantised Conv, float bias and all, into one int8 kernel."""
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(quantized.path), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    convs = [n for n in onnx.load(str(quantized.path)).graph.node if n.op_type == "Conv"]
+    assert ops.count("QLinearConv") == len(convs) > 0 and "Conv" not in ops, ops
+
+
 def test_report_compares_accuracy_size_and_latency(quantized, tmp_path: Path) -> None:
     report = quantization_report(quantized, repeats_b1=5, repeats_b32=2, save=tmp_path / "r.json")
     fp32, int8 = report["variants"]
     assert fp32["top1"] > 50  # the run is far from chance (10%), so the comparison means something
     assert abs(report["top1_drop_points"]) <= 5.0
     assert report["size_ratio"] == pytest.approx(int8["bytes"] / fp32["bytes"])
-    assert all(v["latency_b1_ms"] > 0 and v["latency_b32_ms"] > 0 for v in report["variants"])
+    for v in report["variants"]:  # medians inside their quartiles: the spread is reported with them
+        for b in (1, 32):
+            low, high = v[f"latency_b{b}_iqr_ms"]
+            assert 0 < low <= v[f"latency_b{b}_ms"] <= high
     assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(report))
     assert "| int8 (`m.int8.onnx`) |" in report_table(report)
+
+
+def test_latencies_alternate_files_and_keep_to_the_budget(quantized) -> None:
+    pair = [OnnxClassifier(quantized.fp32_path), OnnxClassifier(quantized.path)]
+    full = latencies_ms(pair, 1, repeats=12, rounds=4, warmup=1)
+    assert [len(t) for t in full] == [12, 12] and all(ms > 0 for t in full for ms in t)
+    short = latencies_ms(pair, 1, repeats=1000, rounds=100, warmup=1, budget_s=0.0)
+    assert [len(t) for t in short] == [10, 10]  # one round of 1000 / 100, for each file, then the budget
 
 
 def test_cli_quantize_and_bad_settings(digits_run: Path, tmp_path: Path, capsys) -> None:

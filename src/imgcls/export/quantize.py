@@ -12,17 +12,19 @@ run onnxruntime's pre-processing (shape inference, and graph optimisation that f
 convolution, so the folded weights are what is quantised), then calibrate on ``calib`` training images (512 by
 default, drawn at random with a fixed seed, normalised as in evaluation, never augmented) with min-max
 ranges, and quantise: weights to int8 per output channel (symmetric), activations to uint8 per tensor (the
-``U8S8`` pair onnxruntime's CPU kernels are fastest at). The result keeps the fp32 export's ``imgcls``
-metadata, so ``imgcls predict --onnx`` runs it as it runs the fp32 file.
+``U8S8`` pair onnxruntime's CPU kernels are fastest at), biases left in float (onnxruntime turns them into the
+int32 bias of its fused int8 convolution when it loads the file). The result keeps the fp32 export's
+``imgcls`` metadata, so ``imgcls predict --onnx`` runs it as it runs the fp32 file; like the fp32 file, it
+carries no debugging annotations (:func:`~imgcls.export.onnx.strip_debug_info`).
 
 :func:`quantization_report` measures what it costs and gains: top-1 of the fp32 and the int8 file on the test
-set (both in onnxruntime), file sizes, and the median latency of a batch of 1 and of 32 on this CPU.
+set (both in onnxruntime), file sizes, and the latency (median and quartiles) of a batch of 1 and of 32 on
+this CPU, the two files timed in alternating rounds.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,11 +45,20 @@ from imgcls.export.onnx import (
     quiet_exporter,
     require,
     run_metadata,
+    strip_debug_info,
 )
 from imgcls.train.checkpoint import LoadedRun
 from imgcls.utils.files import atomic_path, atomic_write_json
 
-__all__ = ["FORMATS", "QuantizeResult", "Variant", "quantization_report", "quantize_run", "report_table"]
+__all__ = [
+    "FORMATS",
+    "QuantizeResult",
+    "Variant",
+    "latencies_ms",
+    "quantization_report",
+    "quantize_run",
+    "report_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,8 @@ class Variant:
     top1: float | None  # percent on the test set; None where not measured
     latency_b1_ms: float | None  # median over the timed runs
     latency_b32_ms: float | None
+    latency_b1_iqr_ms: tuple[float, float] | None = None  # first and third quartiles: the spread
+    latency_b32_iqr_ms: tuple[float, float] | None = None
 
 
 @dataclass
@@ -179,6 +192,11 @@ def quantize_run(
             activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8,
             calibrate_method=q.CalibrationMethod.MinMax,
+            # Biases stay float in the file: onnxruntime quantises them to int32 with the input and weight
+            # scales when it fuses each DequantizeLinear-Conv-QuantizeLinear group into a QLinearConv, the same
+            # int32 the quantiser would have stored (identical logits), without an int32 copy plus a float
+            # scale and an int32 zero point per output channel: 3x the bytes of the float bias.
+            extra_options={"QuantizeBias": False},
         )
         _set_metadata(int8, {METADATA_KEY: meta})
         with atomic_path(path) as dest:
@@ -189,12 +207,14 @@ def quantize_run(
 
 
 def _set_metadata(path: Path, metadata: dict[str, Any]) -> None:
-    """Put ``metadata`` (JSON values) into the ONNX file at ``path``, replacing entries of the same key."""
+    """Put ``metadata`` (JSON values) into the ONNX file at ``path``, replacing entries of the same key; drop
+    debugging annotations (:func:`~imgcls.export.onnx.strip_debug_info`) as the fp32 export does."""
     import json
 
     import onnx
 
     model = onnx.load(str(path))
+    strip_debug_info(model)
     kept = [p for p in model.metadata_props if p.key not in metadata]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
@@ -217,18 +237,45 @@ def top1(clf: OnnxClassifier, loader: Any) -> float:
     return 100.0 * hits / max(total, 1)
 
 
-def latency_ms(clf: OnnxClassifier, batch: int, *, repeats: int, warmup: int = 3) -> float:
-    """Median wall time (ms) of one run on a batch of ``batch`` random normalised images."""
-    shape = (batch, clf.meta["in_chans"], clf.meta["image_size"], clf.meta["image_size"])
+def latencies_ms(
+    classifiers: list[OnnxClassifier],
+    batch: int,
+    *,
+    repeats: int,
+    rounds: int = 20,
+    warmup: int = 20,
+    budget_s: float | None = 30.0,
+) -> list[list[float]]:
+    """Wall times (ms) of single runs on a batch of ``batch`` random normalised images, for each classifier.
+
+    The classifiers take turns, ``repeats / rounds`` runs each per round (at least one), so a change in the
+    machine's load during the measurement weighs on all of them alike, and each is warmed up first (the first
+    runs of a session allocate its buffers). A large model stops short of ``repeats`` at the end of the first
+    round that finds ``budget_s`` seconds spent.
+    """
+    meta = classifiers[0].meta
+    shape = (batch, meta["in_chans"], meta["image_size"], meta["image_size"])
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    for _ in range(warmup):
-        clf.run(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        clf.run(x)
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+    for clf in classifiers:
+        for _ in range(warmup):
+            clf.run(x)
+    times: list[list[float]] = [[] for _ in classifiers]
+    per_round = max(1, -(-repeats // max(1, rounds)))
+    start = time.perf_counter()
+    while len(times[0]) < repeats:
+        for clf, out in zip(classifiers, times):
+            for _ in range(min(per_round, repeats - len(out))):
+                t = time.perf_counter()
+                clf.run(x)
+                out.append(1000 * (time.perf_counter() - t))
+        if budget_s is not None and time.perf_counter() - start >= budget_s:
+            break
+    return times
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    return float(q1), float(q2), float(q3)
 
 
 def quantization_report(
@@ -237,15 +284,17 @@ def quantization_report(
     dataset: str | None = None,
     data_dir: str | None = None,
     max_test: int | None = None,
-    repeats_b1: int = 200,
-    repeats_b32: int = 30,
+    repeats_b1: int = 2000,
+    repeats_b32: int = 100,
     threads: int | None = None,
     save: str | Path | None = None,
 ) -> dict[str, Any]:
     """fp32 against int8: test top-1, file size, batch-1 and batch-32 latency (median); optionally saved as JSON.
 
     ``max_test`` caps the test images (all by default); ``threads`` is onnxruntime's intra-op threads (default:
-    torch's). Both files run in onnxruntime, so the comparison is of the quantisation, not of the runtimes.
+    torch's). Both files run in onnxruntime with the same session options, so the comparison is of the
+    quantisation, not of the runtimes; their timed runs alternate (:func:`latencies_ms`), and the report gives
+    the median and the quartiles of each.
     """
     from imgcls.data import make_loader
 
@@ -263,18 +312,22 @@ def quantization_report(
 
         if isinstance(ds, InMemoryDataset):
             ds = InMemoryDataset(ds.images[:max_test], ds.labels[:max_test], ds.info)
-    variants = []
-    for name, clf in (("fp32", fp32), ("int8", int8)):
-        variants.append(
-            Variant(
-                name=name,
-                path=str(clf.path),
-                bytes=clf.path.stat().st_size,
-                top1=top1(clf, make_loader(ds, 256, train=False)),
-                latency_b1_ms=latency_ms(clf, 1, repeats=repeats_b1),
-                latency_b32_ms=latency_ms(clf, 32, repeats=repeats_b32),
-            )
+    pair = [fp32, int8]
+    b1 = [_quartiles(t) for t in latencies_ms(pair, 1, repeats=repeats_b1)]
+    b32 = [_quartiles(t) for t in latencies_ms(pair, 32, repeats=repeats_b32)]
+    variants = [
+        Variant(
+            name=name,
+            path=str(clf.path),
+            bytes=clf.path.stat().st_size,
+            top1=top1(clf, make_loader(ds, 256, train=False)),
+            latency_b1_ms=q1[1],
+            latency_b32_ms=q32[1],
+            latency_b1_iqr_ms=(q1[0], q1[2]),
+            latency_b32_iqr_ms=(q32[0], q32[2]),
         )
+        for name, clf, q1, q32 in zip(("fp32", "int8"), pair, b1, b32)
+    ]
     a, b = variants
     report = {
         "model": meta["model"],
@@ -296,14 +349,19 @@ def quantization_report(
 
 def report_table(report: dict[str, Any]) -> str:
     """The report as a markdown table, one row per file, and a line of int8/fp32 ratios."""
+
+    def ms(v: dict[str, Any], batch: int) -> str:
+        median, iqr = v[f"latency_b{batch}_ms"], v.get(f"latency_b{batch}_iqr_ms")
+        return f"{median:.3f}" + (f" ({iqr[0]:.3f}-{iqr[1]:.3f})" if iqr else "")
+
     lines = [
-        "| file | top-1 % | size MB | batch-1 ms | batch-32 ms |",
+        "| file | top-1 % | size MB | batch-1 ms (quartiles) | batch-32 ms (quartiles) |",
         "|---|---|---|---|---|",
     ]
     for v in report["variants"]:
         lines.append(
             f"| {v['name']} (`{Path(v['path']).name}`) | {v['top1']:.2f} | {v['bytes'] / 1e6:.3f} | "
-            f"{v['latency_b1_ms']:.3f} | {v['latency_b32_ms']:.3f} |"
+            f"{ms(v, 1)} | {ms(v, 32)} |"
         )
     lines.append(
         f"\nint8 vs fp32: top-1 {0.0 - report['top1_drop_points']:+.2f} points, size {report['size_ratio']:.2f}x, "
