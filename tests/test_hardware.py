@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -120,3 +121,114 @@ def test_knn_pixel_path_takes_the_product_the_dispatch_chose(
     d = torch.cdist(q.double(), x.double(), p=2 if metric == "l2" else 1)
     ref = torch.sort(d, dim=1, stable=True)
     assert torch.equal(idx, ref.indices[:, :5]) and torch.equal(dist, ref.values[:, :5])
+
+
+def test_bf16_step_speedup_times_both_forms_interleaved_and_caches(machine, tmp_path) -> None:
+    machine(ZEN4)
+    calls: list[bool] = []
+
+    def step(bf16: bool) -> None:
+        calls.append(bf16)
+        if not bf16:  # an fp32 step twice as slow as a bf16 one
+            time.sleep(0.002)
+        time.sleep(0.002)
+
+    speedup = hardware.bf16_step_speedup("net|(8, 1, 16, 16)", step)
+    assert 1.5 < speedup < 2.5
+    assert calls == [False, True] + [False, True] * 5  # warm-up each, then 5 interleaved pairs
+    wisdom = json.loads((tmp_path / "wisdom.json").read_text())
+    assert [v["bf16_step|net|(8, 1, 16, 16)"] for v in wisdom.values()] == [speedup]
+    calls.clear()
+    assert hardware.bf16_step_speedup("net|(8, 1, 16, 16)", step) == speedup and calls == []  # cached
+    hardware.bf16_step_speedup("other|(8, 1, 16, 16)", step)
+    assert calls  # another step is measured anew
+
+
+@pytest.mark.parametrize(("step_speedup", "expected"), [(0.45, None), (1.4, torch.bfloat16)])
+def test_amp_auto_keeps_bf16_only_where_the_models_step_is_faster(
+    machine, tmp_path, monkeypatch, step_speedup: float, expected
+) -> None:
+    from imgcls.train import TrainConfig, train
+    from imgcls.train import trainer as trainer_mod
+
+    machine(ZEN4)  # bf16 products measured fast
+    keys: list[str] = []
+    monkeypatch.setattr(trainer_mod, "bf16_step_speedup", lambda key, step: keys.append(key) or step_speedup)
+    used: list[torch.dtype | None] = []
+    real_autocast = trainer_mod.autocast
+    monkeypatch.setattr(
+        trainer_mod, "autocast", lambda dev, dtype: used.append(dtype) or real_autocast(dev, dtype)
+    )
+    cfg = TrainConfig(
+        model="lenet5_modern",
+        dataset="digits",
+        epochs=1,
+        max_steps=2,
+        batch_size=16,
+        out_dir=str(tmp_path),
+        progress=False,
+        fallback_dataset=None,
+        val_fraction=0.0,
+        tta_flip=False,
+    )
+    train(cfg)
+    assert len(keys) == 1 and keys[0].startswith("lenet5_modern|") and "(16, 1, 8, 8)" in keys[0]
+    assert used and set(used) == {expected}
+
+
+def test_amp_auto_on_avx2_measures_no_step(machine, tmp_path, monkeypatch) -> None:
+    from imgcls.train import TrainConfig, train
+    from imgcls.train import trainer as trainer_mod
+
+    calls = machine(ZEN3)
+    monkeypatch.setattr(trainer_mod, "bf16_step_speedup", lambda key, step: pytest.fail("measured on AVX2"))
+    cfg = TrainConfig(
+        model="lenet5_modern",
+        dataset="digits",
+        epochs=1,
+        max_steps=1,
+        batch_size=16,
+        out_dir=str(tmp_path),
+        progress=False,
+        fallback_dataset=None,
+        val_fraction=0.0,
+    )
+    train(cfg)
+    assert calls == []
+
+
+def test_the_step_measurement_leaves_the_runs_random_stream_alone(machine, tmp_path, monkeypatch) -> None:
+    from safetensors.torch import load_file
+
+    from imgcls.train import TrainConfig, train
+    from imgcls.train import trainer as trainer_mod
+
+    machine(ZEN4)
+    check = trainer_mod._Trainer._check_bf16_step
+    states: list[bool] = []
+
+    def checked(self) -> None:
+        before = torch.random.get_rng_state()
+        check(self)
+        states.append(torch.equal(before, torch.random.get_rng_state()))
+
+    monkeypatch.setattr(trainer_mod._Trainer, "_check_bf16_step", checked)
+    cfg = dict(
+        model="lenet5_modern",
+        dataset="digits",
+        epochs=1,
+        max_steps=3,
+        batch_size=16,
+        progress=False,
+        fallback_dataset=None,
+        val_fraction=0.0,
+        deterministic=True,
+        augment="light",
+    )
+    measured = train(TrainConfig(out_dir=str(tmp_path / "a"), **cfg))  # measures the step, then trains
+    wisdom = json.loads((tmp_path / "wisdom.json").read_text())
+    assert any(k.startswith("bf16_step|lenet5_modern|") for v in wisdom.values() for k in v)
+    cached = train(TrainConfig(out_dir=str(tmp_path / "b"), **cfg))  # the verdict from the cache
+    assert states == [True, True]
+    a, b = (load_file(r.run_dir / "last.safetensors") for r in (measured, cached))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -60,6 +60,7 @@ from imgcls.train.finetune import head_module_names, set_backbone_frozen
 from imgcls.train.optim import build_optimizer, build_schedule
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 from imgcls.utils.files import atomic_path, atomic_write_text, remove_stale_temporaries
+from imgcls.utils.hardware import MIN_STEP_SPEEDUP, bf16_step_speedup
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -365,6 +366,40 @@ class _Trainer:
         self.post_step = spec.post_step  # the model's own rule after each optimiser step (ZFNet's), or None
         self.ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
         self.step_model = self._step_model()
+        if cfg.amp == "auto" and self.device.type == "cpu" and self.amp_dtype == torch.bfloat16:
+            self._check_bf16_step()
+
+    def _check_bf16_step(self) -> None:
+        """``--amp auto`` on a CPU with fast bf16 products: keep bf16 only if this model's training step is
+        measurably faster with it (:func:`imgcls.utils.hardware.bf16_step_speedup`; rank 0 measures once per
+        machine and model, on a copy of the model, and every rank takes its verdict)."""
+        cfg, info = self.cfg, self.info
+        shape = (min(cfg.batch_size // self.dist.world_size, 256), info.channels, *info.image_size)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        key = f"{cfg.model}|{sorted(cfg.model_kwargs.items())}|{info.num_classes}|{shape}|{fmt}"
+
+        def measure() -> float:
+            probe = copy.deepcopy(self.model)  # its own buffers and gradients: the run's model is untouched
+            # the run's random stream is left as it was: a seed gives the same run measured or cached
+            with torch.random.fork_rng(devices=[]):
+                x = torch.randn(shape, device=self.device).contiguous(memory_format=fmt)
+                y = torch.randint(0, info.num_classes, shape[:1], device=self.device)
+
+                def step(bf16: bool) -> None:
+                    with autocast(self.device, torch.bfloat16 if bf16 else None):
+                        loss, _ = self._loss(probe(x), y)
+                    loss.backward()
+
+                return bf16_step_speedup(key, step)
+
+        speedup = self.dist.on_main(measure)
+        if speedup < MIN_STEP_SPEEDUP:
+            self.amp_dtype = None
+        log.info(
+            "auto: %s (a training step of this model runs %.2fx as fast in bf16 as in fp32 here)",
+            "bf16 autocast" if self.amp_dtype else "fp32, no autocast",
+            speedup,
+        )
 
     def _step_model(self) -> nn.Module:
         """The module the training steps call: the model, in DistributedDataParallel across processes (which
