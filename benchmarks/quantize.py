@@ -35,6 +35,8 @@ from imgcls.utils.hardware import cpu_class  # noqa: E402
 CASES = [
     ("quicknet_s", "fashion-mnist", {"preset": "fast", "epochs": 2}),
     ("cifar_resnet20", "digits", {"epochs": 15, "batch_size": 128}),
+    # the same network on 28x28 images: at 8x8 its batch-1 time is mostly the cost of launching ~50 kernels
+    ("cifar_resnet20", "fashion-mnist", {"epochs": 2, "batch_size": 128}),
 ]
 
 TARGETS = {"top1_drop_points": 1.0, "size_ratio": 0.3, "latency_b1_ratio": 0.7}
