@@ -76,6 +76,20 @@ def test_lrn_is_the_papers_formula() -> None:
     torch.testing.assert_close(LocalResponseNorm(n, alpha, beta, k)(x), expected)
 
 
+@pytest.mark.parametrize("size", [3, 4, 5])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_lrn_matches_torchs_and_its_gradient(size: int, channels_last: bool) -> None:
+    x = torch.randn(2, 7, 4, 5, dtype=torch.float64) * 60  # mean-subtracted 0-255 pixels' scale
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ours = LocalResponseNorm(size, 1e-4, 0.75, 2.0)(x)
+    theirs = F.local_response_norm(x, size, 1e-4 * size, 0.75, 2.0)  # torch divides alpha by size
+    torch.testing.assert_close(ours, theirs)
+    w = torch.randn_like(ours)
+    torch.testing.assert_close(*(torch.autograd.grad((y * w).sum(), x)[0] for y in (ours, theirs)))
+
+
 def test_grouped_lrn_keeps_gpus_apart() -> None:
     lrn = LocalResponseNorm(5, alpha=1.0, beta=0.75, k=2.0, groups=2)
     x = torch.ones(1, 8, 1, 1)

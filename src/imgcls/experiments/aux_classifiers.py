@@ -33,7 +33,7 @@ from imgcls.experiments.runner import (
 
 FORMS = {"with aux heads": True, "without": False}
 SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "quick": (0,), "full": (0, 1, 2)}
-EPOCHS = {"tiny": 1, "quick": 3, "full": 6}
+EPOCHS = {"tiny": 1, "quick": 3, "full": 4}
 
 
 def runs(scale: Scale) -> list[Run]:

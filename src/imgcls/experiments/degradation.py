@@ -35,7 +35,7 @@ NETS = {
     "cifar_resnet56": "ResNet-56",
 }
 SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "quick": (0,), "full": (0,)}
-EPOCHS = {"tiny": 1, "quick": 4, "full": 8}
+EPOCHS = {"tiny": 1, "quick": 6, "full": 12}
 
 
 def runs(scale: Scale) -> list[Run]:
