@@ -60,3 +60,23 @@ def test_inception_3a_costs_what_table_1_says() -> None:
     assert round(reduced["macs"] / 1e6) == 128  # Table 1: 128M operations
     assert reduced["out_chs"] == 256 and naive["out_chs"] == 64 + 128 + 32 + 192
     assert naive["macs"] > 2 * reduced["macs"]
+
+
+def test_lrn_dropout_keeps_the_papers_sgd_and_clips_the_gradient_spike() -> None:
+    # Unclipped, a spike of the gradient norm at the end of the warm-up kills most ReLUs of the forms without
+    # LRN (lrn_dropout's module docstring): every scale clips, with the paper's lr, momentum and weight decay.
+    from imgcls.experiments.lrn_dropout import FORMS, GRAD_CLIP
+    from imgcls.train import TrainConfig
+
+    exp = get_experiment("lrn-dropout")
+    for scale in ("tiny", "quick", "full"):
+        runs = exp.runs(scale)
+        assert len(runs) == len(FORMS) * len(exp.seeds[scale])
+        for run in runs:
+            p = run.params
+            assert p["grad_clip"] == GRAD_CLIP == 5.0
+            assert (p["optimizer"], p["lr"], p.get("momentum", TrainConfig().momentum)) == ("sgd", 0.01, 0.9)
+            assert p["weight_decay"] == 5e-4
+    quick = exp.runs("quick")[0].params
+    assert (quick["batch_size"], quick["epochs"], quick["image_size"]) == (64, 2, 16)
+    assert len(exp.seeds["full"]) == 3 and exp.runs("full")[0].params["image_size"] == 16
