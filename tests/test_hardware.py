@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,11 +145,28 @@ def test_bf16_step_speedup_times_both_forms_interleaved_and_caches(machine, tmp_
     assert calls  # another step is measured anew
 
 
+def _tiny_run(out: Path, **kw):
+    """A few steps of a small network on 8x8 digits, with ``--amp auto``."""
+    from imgcls.train import TrainConfig
+
+    base = dict(
+        model="lenet5_modern",
+        dataset="digits",
+        epochs=1,
+        batch_size=16,
+        out_dir=str(out),
+        progress=False,
+        fallback_dataset=None,
+        val_fraction=0.0,
+    )
+    return TrainConfig(**(base | kw))
+
+
 @pytest.mark.parametrize(("step_speedup", "expected"), [(0.45, None), (1.4, torch.bfloat16)])
 def test_amp_auto_keeps_bf16_only_where_the_models_step_is_faster(
     machine, tmp_path, monkeypatch, step_speedup: float, expected
 ) -> None:
-    from imgcls.train import TrainConfig, train
+    from imgcls.train import train
     from imgcls.train import trainer as trainer_mod
 
     machine(ZEN4)  # bf16 products measured fast
@@ -159,48 +177,25 @@ def test_amp_auto_keeps_bf16_only_where_the_models_step_is_faster(
     monkeypatch.setattr(
         trainer_mod, "autocast", lambda dev, dtype: used.append(dtype) or real_autocast(dev, dtype)
     )
-    cfg = TrainConfig(
-        model="lenet5_modern",
-        dataset="digits",
-        epochs=1,
-        max_steps=2,
-        batch_size=16,
-        out_dir=str(tmp_path),
-        progress=False,
-        fallback_dataset=None,
-        val_fraction=0.0,
-        tta_flip=False,
-    )
-    train(cfg)
+    train(_tiny_run(tmp_path, max_steps=2, tta_flip=False))
     assert len(keys) == 1 and keys[0].startswith("lenet5_modern|") and "(16, 1, 8, 8)" in keys[0]
     assert used and set(used) == {expected}
 
 
 def test_amp_auto_on_avx2_measures_no_step(machine, tmp_path, monkeypatch) -> None:
-    from imgcls.train import TrainConfig, train
+    from imgcls.train import train
     from imgcls.train import trainer as trainer_mod
 
     calls = machine(ZEN3)
     monkeypatch.setattr(trainer_mod, "bf16_step_speedup", lambda key, step: pytest.fail("measured on AVX2"))
-    cfg = TrainConfig(
-        model="lenet5_modern",
-        dataset="digits",
-        epochs=1,
-        max_steps=1,
-        batch_size=16,
-        out_dir=str(tmp_path),
-        progress=False,
-        fallback_dataset=None,
-        val_fraction=0.0,
-    )
-    train(cfg)
+    train(_tiny_run(tmp_path, max_steps=1))
     assert calls == []
 
 
 def test_the_step_measurement_leaves_the_runs_random_stream_alone(machine, tmp_path, monkeypatch) -> None:
     from safetensors.torch import load_file
 
-    from imgcls.train import TrainConfig, train
+    from imgcls.train import train
     from imgcls.train import trainer as trainer_mod
 
     machine(ZEN4)
@@ -213,22 +208,14 @@ def test_the_step_measurement_leaves_the_runs_random_stream_alone(machine, tmp_p
         states.append(torch.equal(before, torch.random.get_rng_state()))
 
     monkeypatch.setattr(trainer_mod._Trainer, "_check_bf16_step", checked)
-    cfg = dict(
-        model="lenet5_modern",
-        dataset="digits",
-        epochs=1,
-        max_steps=3,
-        batch_size=16,
-        progress=False,
-        fallback_dataset=None,
-        val_fraction=0.0,
-        deterministic=True,
-        augment="light",
-    )
-    measured = train(TrainConfig(out_dir=str(tmp_path / "a"), **cfg))  # measures the step, then trains
+    measured = train(
+        _tiny_run(tmp_path / "a", max_steps=3, deterministic=True, augment="light")
+    )  # measures the step, then trains
     wisdom = json.loads((tmp_path / "wisdom.json").read_text())
     assert any(k.startswith("bf16_step|lenet5_modern|") for v in wisdom.values() for k in v)
-    cached = train(TrainConfig(out_dir=str(tmp_path / "b"), **cfg))  # the verdict from the cache
+    cached = train(
+        _tiny_run(tmp_path / "b", max_steps=3, deterministic=True, augment="light")
+    )  # the verdict from the cache
     assert states == [True, True]
     a, b = (load_file(r.run_dir / "last.safetensors") for r in (measured, cached))
     assert all(torch.equal(a[k], b[k]) for k in a)
