@@ -53,7 +53,7 @@ METHODS = ("compound", "width", "depth", "resolution")
 BASE_SIZE = {"tiny": 8, "quick": 14, "full": 14}
 # One step of the rule at every scale: Fig. 8 compares the methods at equal FLOPs, and the seeds and epochs
 # that comparison needs are worth more than a second step (a phi = 2 run costs about 2.4x a phi = 1 run).
-# full: 6,000 images, 8 epochs, 3 seeds; estimated at 9-11 minutes on 2 threads (README).
+# full: 6,000 images, 8 epochs, 3 seeds: 951 s of CPU at 1 thread, about 8-10 minutes on 2 threads (README).
 PHIS: dict[str, tuple[int, ...]] = {"tiny": (1,), "quick": (1,), "full": (1,)}
 SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "quick": (0,), "full": (0, 1, 2)}
 EPOCHS = {"tiny": 1, "quick": 4, "full": 8}
