@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from imgcls.experiments import RESULT_FIELDS, get_experiment, list_experiments, run_experiment
+from imgcls.experiments.runner import Scale
 
-SLOW = {"degradation", "compound-scaling"}  # 56-layer networks, nine EfficientNets: behind the slow marker
+SLOW = {"degradation"}  # 56-layer networks: behind the slow marker
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,28 @@ def test_lrn_dropout_keeps_the_papers_sgd_and_clips_the_gradient_spike() -> None
     quick = exp.runs("quick")[0].params
     assert (quick["batch_size"], quick["epochs"], quick["image_size"]) == (64, 2, 16)
     assert len(exp.seeds["full"]) == 3 and exp.runs("full")[0].params["image_size"] == 16
+
+
+@pytest.mark.parametrize("scale", ["quick", "full"])
+def test_compound_scaling_points_grow_as_the_rule_says(scale: Scale) -> None:
+    from imgcls.experiments.compound_scaling import PHIS, _figures, _rule_growth, points, runs
+
+    pts = points(scale)
+    figures = {label: _figures(w, d, r, 1) for label, (w, d, r) in pts.items()}
+    base_macs, base_side = figures["base"]
+    assert base_side == 2  # the small-image form (total stride 8), not a 1x1 map after stride 32
+    assert pts["base"][2] <= 14 and max(r for _, _, r in pts.values()) <= 28  # within Fashion-MNIST's 28 px
+    for phi in PHIS[scale]:
+        for method in ("compound", "width", "depth", "resolution"):
+            growth = figures[f"{method} phi={phi}"][0] / base_macs
+            assert 0.8 < growth / _rule_growth(phi) < 1.2, (method, phi, growth)
+    assert all(r.params["amp"] == "off" for r in runs(scale))  # fp32 on every CPU
+
+
+def test_compound_scaling_notes_when_every_scaled_network_is_below_the_base() -> None:
+    from imgcls.experiments.compound_scaling import _below_base
+
+    test = {"base": 0.80, "width phi=1": 0.78, "depth phi=1": 0.75}
+    assert "too short" in _below_base(test, {"base": 0.85, "width phi=1": 0.82, "depth phi=1": 0.80})[0]
+    assert "does not pay" in _below_base(test, {"base": 0.85, "width phi=1": 0.90, "depth phi=1": 0.80})[0]
+    assert _below_base(test | {"depth phi=1": 0.81}, {}) == []  # one scaled network beat the base: no note
