@@ -34,7 +34,7 @@ NETS = {
     "cifar_resnet20": "ResNet-20",
     "cifar_resnet56": "ResNet-56",
 }
-SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "quick": (0,), "full": (0,)}
+SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "quick": (0,), "full": (0, 1, 2)}
 EPOCHS = {"tiny": 1, "quick": 6, "full": 12}
 # Linear warm-up to lr 0.1 over two epochs (the runner's default is half an epoch): with half an epoch the
 # 56-layer nets blew up in their first epoch at the quick scale (ResNet-56: mean loss 5.45, then stuck near
