@@ -51,8 +51,14 @@ def runs(scale: Scale) -> list[Run]:
             recipe(scale, net, seed=s, epochs=EPOCHS[scale], warmup_epochs=WARMUP_EPOCHS[scale]),
         )
         for net in NETS
-        for s in SEEDS[scale]
+        for s in _seeds(net, scale)
     ]
+
+
+def _seeds(net: str, scale: Scale) -> tuple[int, ...]:
+    """Every seed for the ResNets, whose difference is within a seed's noise once both train to near zero
+    error; the first only for the plain nets, whose gap is tens of points."""
+    return SEEDS[scale] if net.startswith("cifar_resnet") else SEEDS[scale][:1]
 
 
 def analyze(records: dict[str, dict[str, Any]], scale: Scale) -> Outcome:
