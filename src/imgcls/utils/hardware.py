@@ -165,20 +165,27 @@ def _measure_speedup(dtype: torch.dtype) -> float:
     return _matmul_seconds(torch.float32) / _matmul_seconds(dtype)
 
 
+def _cached_speedup(field: str, measure: Callable[[], float]) -> tuple[float, str]:
+    """The speed-up stored under ``field`` for this machine in the wisdom file, else ``measure()``'s, stored
+    there; with where it came from. A value that is not a positive number is measured again."""
+    machine = _machine_key(cpu_info())
+    speedup = _read_wisdom().get(machine, {}).get(field)
+    if isinstance(speedup, (int, float)) and not isinstance(speedup, bool) and speedup > 0:
+        return float(speedup), f"cached in {_cache_path()}"
+    speedup = measure()
+    wisdom = _read_wisdom()  # re-read: another process may have stored its own verdicts meanwhile
+    wisdom.setdefault(machine, {})[field] = speedup
+    _write_wisdom(wisdom)
+    return speedup, "measured"
+
+
 def _fast(name: str, dtype: torch.dtype, has_instructions: Callable[[CpuInfo], bool]) -> bool:
     """The verdict for one fast path: by the flags, then by a cached measurement (module docstring)."""
     info = cpu_info()
     if not has_instructions(info):
         log.debug("%s: off (%s has no %s instructions)", name, cpu_class(info), name)
         return False
-    key, field = _machine_key(info), f"{name}_speedup"
-    wisdom = _read_wisdom()
-    speedup = wisdom.get(key, {}).get(field)
-    source = f"cached in {_cache_path()}"
-    if not isinstance(speedup, (int, float)):
-        speedup, source = _measure_speedup(dtype), "measured"
-        wisdom.setdefault(key, {})[field] = speedup
-        _write_wisdom(wisdom)
+    speedup, source = _cached_speedup(f"{name}_speedup", lambda: _measure_speedup(dtype))
     verdict = speedup >= MIN_SPEEDUP
     log.debug("%s: %s (matrix multiply %.2fx fp32, %s)", name, "on" if verdict else "off", speedup, source)
     return verdict
@@ -200,25 +207,19 @@ def bf16_step_speedup(key: str, step: Callable[[bool], None]) -> float:
     verdicts. Measured on an AVX-512 BF16 EPYC (2 threads): EfficientNet-B0 at half width and depth, 16 px,
     0.4-0.8x; cifar_resnet20 at 16 px 0.9x at batch 32 and 1.1-1.2x at batch 128; quicknet_s 1.2-1.4x.
     """
-    info = cpu_info()
-    machine, field = _machine_key(info), f"bf16_step|{key}"
-    wisdom = _read_wisdom()
-    speedup = wisdom.get(machine, {}).get(field)
-    if isinstance(speedup, (int, float)) and not isinstance(speedup, bool) and speedup > 0:
-        log.debug("bf16 step of %s: %.2fx fp32 (cached in %s)", key, speedup, _cache_path())
-        return float(speedup)
-    warm = _seconds(lambda: step(False))  # the warm-up runs; their times only size the repeats
-    step(True)
-    repeats = 5 if warm < 0.25 else 3 if warm < 1.0 else 1
-    fp32, bf16 = [], []
-    for _ in range(repeats):
-        fp32.append(_seconds(lambda: step(False)))
-        bf16.append(_seconds(lambda: step(True)))
-    speedup = min(fp32) / min(bf16)
-    wisdom = _read_wisdom()  # re-read: another process may have added its own verdicts meanwhile
-    wisdom.setdefault(machine, {})[field] = speedup
-    _write_wisdom(wisdom)
-    log.debug("bf16 step of %s: %.2fx fp32 (measured)", key, speedup)
+
+    def measure() -> float:
+        warm = _seconds(lambda: step(False))  # the warm-up runs; their times only size the repeats
+        step(True)
+        repeats = 5 if warm < 0.25 else 3 if warm < 1.0 else 1
+        fp32, bf16 = [], []
+        for _ in range(repeats):
+            fp32.append(_seconds(lambda: step(False)))
+            bf16.append(_seconds(lambda: step(True)))
+        return min(fp32) / min(bf16)
+
+    speedup, source = _cached_speedup(f"bf16_step|{key}", measure)
+    log.debug("bf16 step of %s: %.2fx fp32 (%s)", key, speedup, source)
     return speedup
 
 
