@@ -54,8 +54,8 @@ class LocalResponseNorm(nn.Module):
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         # The sum of squares over the `size` neighbouring channels, as `size` shifted slices of the squares
-        # zero-padded along the channels: forward and backward about 4x faster on the CPU than
-        # F.local_response_norm's 3-D average pooling, and equal to it within float rounding.
+        # zero-padded along the channels: forward and backward about 1.9x faster than F.local_response_norm's
+        # 3-D average pooling (64x96x16x16, one thread, AVX-512 BF16 EPYC), and equal to it within rounding.
         c, before = x.shape[1], self.size // 2
         padded = F.pad(x.square(), (0, 0, 0, 0, before, self.size - 1 - before))  # (B, C + size - 1, H, W)
         energy = sum(padded[:, i : i + c] for i in range(self.size))
