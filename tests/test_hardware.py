@@ -199,7 +199,7 @@ def test_the_step_measurement_leaves_the_runs_random_stream_alone(machine, tmp_p
     from imgcls.train import trainer as trainer_mod
 
     machine(ZEN4)
-    check = trainer_mod._Trainer._check_bf16_step
+    check = trainer_mod._Trainer._tune_cpu_step
     states: list[bool] = []
 
     def checked(self) -> None:
@@ -207,7 +207,7 @@ def test_the_step_measurement_leaves_the_runs_random_stream_alone(machine, tmp_p
         check(self)
         states.append(torch.equal(before, torch.random.get_rng_state()))
 
-    monkeypatch.setattr(trainer_mod._Trainer, "_check_bf16_step", checked)
+    monkeypatch.setattr(trainer_mod._Trainer, "_tune_cpu_step", checked)
     measured = train(
         _tiny_run(tmp_path / "a", max_steps=3, deterministic=True, augment="light")
     )  # measures the step, then trains
@@ -219,3 +219,55 @@ def test_the_step_measurement_leaves_the_runs_random_stream_alone(machine, tmp_p
     assert states == [True, True]
     a, b = (load_file(r.run_dir / "last.safetensors") for r in (measured, cached))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("step_speedup", "threads_in_run"), [(1.6, 1), (0.8, 2)])
+def test_threads_left_to_imgcls_follow_the_measured_step(
+    machine, tmp_path, monkeypatch, step_speedup: float, threads_in_run: int
+) -> None:
+    """No --threads: one thread where a training step of the model runs measurably faster on one than on all
+    (small batches), all of them otherwise; the process's thread count is given back when the run ends."""
+    from imgcls.train import train
+    from imgcls.train import trainer as trainer_mod
+
+    machine(ZEN3)
+    keys: list[str] = []
+    monkeypatch.setattr(
+        trainer_mod, "one_thread_step_speedup", lambda key, step: keys.append(key) or step_speedup
+    )
+    seen: list[int] = []
+    real_autocast = trainer_mod.autocast
+    monkeypatch.setattr(
+        trainer_mod,
+        "autocast",
+        lambda dev, dtype: seen.append(torch.get_num_threads()) or real_autocast(dev, dtype),
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train(_tiny_run(tmp_path, max_steps=2, tta_flip=False))
+        after = torch.get_num_threads()
+        keys_then, seen_then = list(keys), list(seen)
+        train(_tiny_run(tmp_path / "explicit", max_steps=1, tta_flip=False, threads=2))  # the user's choice
+    finally:
+        torch.set_num_threads(before)
+    assert (
+        len(keys_then) == 1 and keys_then[0].startswith("lenet5_modern|") and keys_then[0].endswith("|None")
+    )
+    assert keys == keys_then  # an explicit --threads measures nothing
+    assert seen_then and set(seen_then) == {threads_in_run}  # every step and evaluation of the run
+    assert after == 2
+
+
+def test_one_thread_step_speedup_calls_the_step_both_ways_and_caches(machine, tmp_path) -> None:
+    machine(ZEN3)
+    calls: list[bool] = []
+
+    def step(one: bool) -> None:
+        calls.append(one)
+        time.sleep(0.001 if one else 0.003)  # the one-thread step three times as fast
+
+    speedup = hardware.one_thread_step_speedup("net|(32, 1, 28, 28)|None", step)
+    assert 2.0 < speedup < 4.0 and calls == [False, True] + [False, True] * 5
+    wisdom = json.loads((tmp_path / "wisdom.json").read_text())
+    assert [v["one_thread_step|net|(32, 1, 28, 28)|None"] for v in wisdom.values()] == [speedup]

@@ -94,6 +94,27 @@ def test_auto_settings_keep_steps_per_epoch_and_scale_lr(n: int, batch: int, lr:
 
 
 def test_explicit_settings_always_win_over_auto() -> None:
-    cfg = TrainConfig(batch_size=512, epochs=3)
-    assert auto_settings(cfg, 1_620) == {"lr": pytest.approx(0.4)}  # the lr follows the batch given
-    assert auto_settings(TrainConfig(batch_size=64, lr=0.5, epochs=3), 10) == {}
+    cfg = TrainConfig(batch_size=512, epochs=3, augment="flip")
+    assert auto_settings(cfg, 1_620, 28) == {"lr": pytest.approx(0.4)}  # the lr follows the batch given
+    assert auto_settings(TrainConfig(batch_size=64, lr=0.5, epochs=3, augment="none"), 10, 28) == {}
+    explicit_pad = auto_settings(TrainConfig(crop_padding=3), 1_620, 28)
+    assert explicit_pad["augment"] == "light" and "crop_padding" not in explicit_pad
+
+
+@pytest.mark.parametrize(
+    ("n", "side", "augment", "padding"),
+    [
+        (1_620, 28, "light", 2),  # small data: mirror images and crops padded by a fourteenth of the side
+        (1_215, 64, "light", 4),
+        (1_455, 8, "flip", None),  # under 14 px: no crops
+        (1_455, 14, "light", 1),
+        (25_599, 28, "light", 2),
+        (25_600, 28, "flip", None),  # from the fast preset's size on: its mirror images only
+        (54_000, 28, "flip", None),
+    ],
+)
+def test_auto_augmentation_adds_crops_on_small_data(
+    n: int, side: int, augment: str, padding: int | None
+) -> None:
+    values = auto_settings(TrainConfig(), n, side)
+    assert values["augment"] == augment and values.get("crop_padding") == padding

@@ -94,10 +94,11 @@ def test_without_validation_the_last_weights_are_reported(
 def test_early_stop_counts_validations_without_improvement(
     tiny_fmnist: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    script = _Scripted([0.5, 0.7, 0.7, 0.6, 0.9, 0.9])  # epoch 2 is best; 3 (a tie) and 4 do not improve
+    script = _Scripted([0.5, 0.7, 0.7, 0.4, 0.9, 0.9])  # epoch 2 is best; 3 (a tie) and 4 do not improve
     monkeypatch.setattr(trainer_mod, "evaluate", script)
     r = train(_cfg(tiny_fmnist, tmp_path, epochs=6, early_stop=2))
-    assert len(r.history) == 4 and (r.best_epoch, r.val_acc) == (2, 0.7)
+    # stopped after epoch 4; the weights kept are epoch 3's, the later of the two equal best
+    assert len(r.history) == 4 and (r.best_epoch, r.val_acc) == (3, 0.7)
     assert [split for split, _ in script.calls] == ["val"] * 4 + ["test"]
     with pytest.raises(
         ConfigError, match="no validation split: set --val-fraction above 0 or drop --early-stop"
@@ -157,3 +158,31 @@ def test_a_run_from_before_validation_resumes_and_reports_its_last_weights(
     torch.save(state, state_path)
     r = train(TrainConfig(resume=str(first.run_dir), epochs=2, progress=False))  # one epoch more
     assert len(r.history) == 2 and (r.weights, r.best_epoch, r.val_acc) == ("last", None, None)
+
+
+def test_a_later_epoch_within_two_standard_errors_of_the_best_is_kept(
+    tiny_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On 16 validation images the best, 14/16 at epoch 2, is known only to +-2 sqrt(p (1 - p) / 16) = 0.165:
+    epoch 3's 12/16 is within that, epoch 4's 9/16 is not."""
+    script = _Scripted([8 / 16, 14 / 16, 12 / 16, 9 / 16])
+    monkeypatch.setattr(trainer_mod, "evaluate", script)
+    r = train(_cfg(tiny_fmnist, tmp_path))
+    assert (r.weights, r.best_epoch, r.val_acc) == ("best", 3, 12 / 16)
+    with safe_open(str(r.run_dir / "best.safetensors"), "pt") as f:
+        assert f.metadata()["epoch"] == "3"
+    assert [row["val_images"] for row in r.history] == [16] * 4
+    tested = script.calls[-1][1]
+    assert all(torch.equal(tested[k], v) for k, v in load_file(r.run_dir / "best.safetensors").items())
+
+
+def test_a_large_validation_split_still_picks_a_clearly_better_earlier_epoch() -> None:
+    rows = [
+        {"epoch": e, "val_acc": a, "val_images": 6000}
+        for e, a in ((1, 0.90), (2, 0.935), (3, 0.933), (4, 0.928))
+    ]
+    # two standard errors at 93.5% of 6,000 images: 0.64 points; epoch 3 is within them, epoch 4 is not
+    assert trainer_mod._best_row(rows)["epoch"] == 3
+    assert trainer_mod._best_row(rows[:2] + rows[3:])["epoch"] == 2
+    old = [{k: v for k, v in r.items() if k != "val_images"} for r in rows]  # a run from before: the highest
+    assert trainer_mod._best_row(old)["epoch"] == 2

@@ -24,7 +24,7 @@ _HELP = {
     "preset": f"named settings: {', '.join(PRESETS)} (fast is what plain 'imgcls train' does)",
     "resume": "continue the run in this directory",
     "amp": "mixed precision: auto (bf16 where fast), off, bf16, fp16 (GPU)",
-    "augment": "augmentation preset: none, light, standard, strong",
+    "augment": "augmentation: auto (mirror; padded crops too on small data), none, flip, light, standard, strong",
     "epochs": "number of epochs (fractions allowed)",
     "device": "auto, cpu, cuda, cuda:N or mps",
     "progress": "a progress bar while stderr is a terminal (elsewhere: plain log lines, see --log-every)",

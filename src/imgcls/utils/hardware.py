@@ -12,6 +12,8 @@ module says it is faster on the machine at hand:
 - :func:`bf16_step_speedup` times one model's training step both ways, for ``--amp auto`` where
   :func:`fast_bf16` holds: fast bf16 products do not make every network faster (depthwise convolutions and
   many small layers run slower in bf16 on an AVX-512 BF16 EPYC: EfficientNet's step 2.2x slower at 16 px).
+- :func:`one_thread_step_speedup` likewise times a step on one thread against all of them, for a run whose
+  thread count is left to imgcls: small batches run faster on one thread than on two.
 - :func:`fast_int8` likewise for int8 products (``torch._int_mm``, the k-NN's pixel path): False without
   int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX, ARM's i8mm); where they are present, timed
   against fp32.
@@ -51,6 +53,7 @@ __all__ = [
     "fast_int8",
     "machine_report",
     "matmul_throughput",
+    "one_thread_step_speedup",
 ]
 
 log = logging.getLogger(__name__)
@@ -197,30 +200,52 @@ def fast_bf16() -> bool:
     return _fast("bf16", torch.bfloat16, _has_bf16_instructions)
 
 
-def bf16_step_speedup(key: str, step: Callable[[bool], None]) -> float:
-    """How many times faster ``step(True)`` (one training step under bf16 autocast) runs than ``step(False)``
-    (the same step in fp32) on this machine; ``key`` names the step (model, batch shape, memory format).
+def _step_speedup(field: str, step: Callable[[bool], None]) -> float:
+    """How many times faster ``step(True)`` (a training step in the alternative form) runs than ``step(False)``
+    (the same step as it is), cached under ``field`` in the wisdom file.
 
     Each form is warmed up once (kernel choice), then timed 5 times (3 where a step takes over a quarter of
     a second, once where it takes over a second), the two forms interleaved so that other work on the
-    machine slows both alike; the best times are compared. Cached per machine and ``key`` with the other
-    verdicts. Measured on an AVX-512 BF16 EPYC (2 threads): EfficientNet-B0 at half width and depth, 16 px,
-    0.4-0.8x; cifar_resnet20 at 16 px 0.9x at batch 32 and 1.1-1.2x at batch 128; quicknet_s 1.2-1.4x.
+    machine slows both alike; the best times are compared.
     """
 
     def measure() -> float:
         warm = _seconds(lambda: step(False))  # the warm-up runs; their times only size the repeats
         step(True)
         repeats = 5 if warm < 0.25 else 3 if warm < 1.0 else 1
-        fp32, bf16 = [], []
+        base, alt = [], []
         for _ in range(repeats):
-            fp32.append(_seconds(lambda: step(False)))
-            bf16.append(_seconds(lambda: step(True)))
-        return min(fp32) / min(bf16)
+            base.append(_seconds(lambda: step(False)))
+            alt.append(_seconds(lambda: step(True)))
+        return min(base) / min(alt)
 
-    speedup, source = _cached_speedup(f"bf16_step|{key}", measure)
-    log.debug("bf16 step of %s: %.2fx fp32 (%s)", key, speedup, source)
+    speedup, source = _cached_speedup(field, measure)
+    log.debug("%s: %.2fx (%s)", field, speedup, source)
     return speedup
+
+
+def bf16_step_speedup(key: str, step: Callable[[bool], None]) -> float:
+    """How many times faster ``step(True)`` (one training step under bf16 autocast) runs than ``step(False)``
+    (the same step in fp32) on this machine; ``key`` names the step (model, batch shape, memory format).
+    Timed as :func:`_step_speedup` says and cached per machine and ``key`` with the other verdicts.
+
+    Measured on an AVX-512 BF16 EPYC (2 threads): EfficientNet-B0 at half width and depth, 16 px, 0.4-0.8x;
+    cifar_resnet20 at 16 px 0.9x at batch 32 and 1.1-1.2x at batch 128; quicknet_s 1.2-1.4x.
+    """
+    return _step_speedup(f"bf16_step|{key}", step)
+
+
+def one_thread_step_speedup(key: str, step: Callable[[bool], None]) -> float:
+    """How many times faster ``step(True)`` (one training step on a single thread) runs than ``step(False)``
+    (the same step on all of torch's threads) here; ``key`` names the step. Timed and cached as
+    :func:`bf16_step_speedup` is (the machine's key includes the thread count).
+
+    Small steps lose to threading: each operator's work is split and the threads meet at a barrier, where
+    passive OpenMP waiting (which ``import imgcls`` sets) puts them to sleep and wakes them. On an AVX-512
+    BF16 EPYC (2 cores) quicknet_s at batch 32, 28 px, trained a 2,000-image folder in 26 s on one thread
+    and 43 s on two; at batch 512 two threads win.
+    """
+    return _step_speedup(f"one_thread_step|{key}", step)
 
 
 @functools.lru_cache(maxsize=1)
