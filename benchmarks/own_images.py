@@ -13,7 +13,9 @@ The folders are written by this script, deterministically, from data every machi
 
 For each folder and seed: the automatic settings (what a user gets), the fast preset's fixed recipe
 (``--batch-size 512 --lr 0.4 --epochs 7``, what a user got before), and ``imgcls baseline knn`` on pixels, on
-the same test split (the folder's seeded 10%, the same for every run).
+the same test split (the folder's seeded 10%, the same for every run). ``fm2000``'s runs are also scored on
+Fashion-MNIST's 10,000 test images, written as a folder of the same class names: its own 200 test images put
+one standard error of 2.5 points on an accuracy, more than the target's margin.
 
     python benchmarks/own_images.py                      # 3 seeds, writes benchmarks/results/own_images_<class>.md
     python benchmarks/own_images.py --seeds 0 --folders fm2000
@@ -41,6 +43,7 @@ from _common import hardware, spread  # noqa: E402
 
 from imgcls.classic.baseline import run_baseline  # noqa: E402
 from imgcls.data import load_dataset  # noqa: E402
+from imgcls.evaluate import evaluate_run  # noqa: E402
 from imgcls.train import resolve_config, train  # noqa: E402
 from imgcls.utils.hardware import cpu_class  # noqa: E402
 
@@ -93,19 +96,48 @@ def write_fm_rgb64(root: Path) -> None:
         _save(img, root / names[int(test.labels[i])] / f"{k:04d}", "JPEG")
 
 
+def write_fm_test(root: Path) -> None:
+    """Fashion-MNIST's 10,000 test images as 28x28 PNG files, class folders named as ``fm2000``'s: a test set
+    50 times larger than ``fm2000``'s own 200 images (one standard error 0.4 points instead of 2.5)."""
+    test = load_dataset("fashion-mnist", "test")
+    names = [c.replace("/", "-").replace(" ", "_") for c in test.info.classes]
+    for i in range(len(test)):
+        _save(
+            Image.fromarray(test.images[i, 0].numpy()), root / names[int(test.labels[i])] / f"{i:05d}", "PNG"
+        )
+
+
 WRITERS = {"fm2000": write_fm2000, "digits": write_digits, "fm_rgb64": write_fm_rgb64}
+# Folders of other images of the same classes, on which each run is also scored (`imgcls eval --dataset`).
+OTHER_TEST = {"fm2000": write_fm_test}
 
 
-def run_one(folder: Path, seed: int, out: Path, overrides: dict) -> tuple[float, float, dict]:
+def run_one(
+    folder: Path, seed: int, out: Path, overrides: dict, other_test: Path | None = None
+) -> tuple[float, float | None, float, dict]:
+    """One training run: test accuracy on the folder's split and on ``other_test`` (if any), wall seconds of
+    the ``train()`` call, and the settings it ran with."""
     t0 = time.perf_counter()
     cfg = resolve_config(
         overrides={"dataset": f"folder:{folder}", "seed": seed, "out_dir": str(out), "progress": False}
         | overrides
     )
     r = train(cfg)
+    wall = time.perf_counter() - t0
     saved = yaml.safe_load((r.run_dir / "config.yaml").read_text())  # the settings auto chose
-    settings = {"batch": saved["batch_size"], "lr": saved["lr"], "epochs": saved["epochs"]}
-    return 100 * r.test_acc, time.perf_counter() - t0, settings
+    settings = {k: saved[k] for k in ("batch_size", "lr", "epochs", "augment", "crop_padding")}
+    other = None
+    if other_test is not None:
+        other = 100 * evaluate_run(r.run_dir, dataset=f"folder:{other_test}", save=False)[0].top1
+    return 100 * r.test_acc, other, wall, settings
+
+
+def _shown(settings: dict) -> str:
+    text = f"batch {settings['batch_size']}, lr {settings['lr']:g}, {settings['epochs']:g} epochs"
+    aug = settings["augment"] + (
+        f", crops padded {settings['crop_padding']} px" if settings["crop_padding"] else ""
+    )
+    return f"{text}, {aug}"
 
 
 def main() -> None:
@@ -125,35 +157,48 @@ def main() -> None:
         + "`",
         f"- load average at the start: {os.getloadavg()[0]:.1f}",
         "- wall s: the whole `train()` call (loading and decoding the folder, training, validation, test)",
+        "- other test images: fm2000's runs scored on Fashion-MNIST's 10,000 test images as a folder "
+        "(`imgcls eval RUN --dataset folder:OTHER`); its own test split has 200 images (one standard error "
+        "2.5 points), too few to tell 84% from 85%",
         "",
-        "| folder | run | seeds | test acc % (mean ± sd, range) | wall s | settings |",
-        "|---|---|---|---|---|---|",
+        "| folder | run | seeds | test acc % (mean ± sd, range) | other test images % | wall s | settings |",
+        "|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.folders:
             folder = tmp / name
             WRITERS[name](folder)
+            other_test = None
+            if name in OTHER_TEST:
+                other_test = tmp / f"{name}_other_test"
+                OTHER_TEST[name](other_test)
             knn = run_baseline("knn", dataset=f"folder:{folder}", progress=False, out_dir=str(tmp / "runs"))
             rows = {"auto (no flags)": {}, "fast recipe (batch 512, lr 0.4, 7 epochs)": {"preset": "fast"}}
             for label, overrides in rows.items():
-                accs, walls, settings = [], [], {}
+                accs, others, walls, settings = [], [], [], {}
                 for seed in args.seeds:
-                    acc, wall, settings = run_one(folder, seed, tmp / "runs", overrides)
+                    acc, other, wall, settings = run_one(folder, seed, tmp / "runs", overrides, other_test)
                     accs.append(acc)
                     walls.append(wall)
-                    print(f"{name} {label} seed {seed}: {acc:.2f}% in {wall:.1f} s {settings}", flush=True)
-                shown = f"batch {settings['batch']}, lr {settings['lr']:g}, {settings['epochs']:g} epochs"
+                    if other is not None:
+                        others.append(other)
+                    shown = f"{acc:.2f}%" + (
+                        f" ({other:.2f}% on other test images)" if other is not None else ""
+                    )
+                    print(f"{name} {label} seed {seed}: {shown} in {wall:.1f} s {settings}", flush=True)
                 lines.append(
-                    f"| {name} | {label} | {len(args.seeds)} | {spread(accs)} | {spread(walls)} | {shown} |"
+                    f"| {name} | {label} | {len(args.seeds)} | {spread(accs)} | "
+                    f"{spread(others) if others else '-'} | {spread(walls)} | {_shown(settings)} |"
                 )
             lines.append(
-                f"| {name} | pixel k-NN (k=5, L2), same test split | - | {100 * knn.top1:.2f} | "
+                f"| {name} | pixel k-NN (k=5, L2), same test split | - | {100 * knn.top1:.2f} | - | "
                 f"{knn.total_seconds:.1f} | {knn.n_train} train / {knn.n_test} test images |"
             )
     lines += [
         "",
-        f"Target: fm2000 auto >= {TARGET_ACC}% in < {TARGET_SECONDS:.0f} s, and never below the k-NN row.",
+        f"Target: fm2000 auto >= {TARGET_ACC}% in < {TARGET_SECONDS:.0f} s (on the other test images; its own "
+        "200 are shown too), and never below the k-NN row.",
     ]
     out_md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

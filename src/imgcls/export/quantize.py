@@ -367,6 +367,6 @@ def report_table(report: dict[str, Any]) -> str:
         f"\nint8 vs fp32: top-1 {0.0 - report['top1_drop_points']:+.2f} points, size {report['size_ratio']:.2f}x, "
         f"batch-1 latency {report['latency_b1_ratio']:.2f}x, batch-32 latency {report['latency_b32_ratio']:.2f}x "
         f"({report['test_images']} test images, {report['calib_images']} calibration images, "
-        f"{report['threads']} threads)"
+        f"{report['threads']} thread{'s' if report['threads'] != 1 else ''})"
     )
     return "\n".join(lines)
