@@ -271,3 +271,38 @@ def test_one_thread_step_speedup_calls_the_step_both_ways_and_caches(machine, tm
     assert 2.0 < speedup < 4.0 and calls == [False, True] + [False, True] * 5
     wisdom = json.loads((tmp_path / "wisdom.json").read_text())
     assert [v["one_thread_step|net|(32, 1, 28, 28)|None"] for v in wisdom.values()] == [speedup]
+
+
+@pytest.mark.parametrize(("forward_speedup", "expected"), [(0.6, None), (1.5, torch.bfloat16)])
+def test_inference_keeps_bf16_only_where_the_models_forward_is_faster(
+    machine, monkeypatch, forward_speedup: float, expected
+) -> None:
+    """Evaluation and prediction: bf16 autocast on a CPU with fast bf16 products only where this model's forward
+    pass measures faster in it; the model is left as it was (train mode, no gradients)."""
+    from imgcls import create_model
+
+    machine(ZEN4)
+    model = create_model("lenet5_modern", num_classes=10, in_chans=1).train()
+    timed: list[tuple[str, bool, bool]] = []
+
+    def speedup(key: str, forward) -> float:
+        for bf16 in (False, True):
+            forward(bf16)
+            timed.append((key, bf16, model.training))
+        return forward_speedup
+
+    monkeypatch.setattr(device, "bf16_forward_speedup", speedup)
+    assert device.inference_amp(model, torch.device("cpu"), (500, 1, 28, 28)) == expected
+    size = sum(p.numel() for p in model.parameters())
+    assert [k for k, _, _ in timed] == [f"{type(model).__name__}|{size} parameters|(128, 1, 28, 28)"] * 2
+    assert not any(training for _, _, training in timed) and model.training  # timed in eval mode, restored
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_inference_on_avx2_measures_nothing(machine, monkeypatch) -> None:
+    from imgcls import create_model
+
+    calls = machine(ZEN3)
+    monkeypatch.setattr(device, "bf16_forward_speedup", lambda key, forward: pytest.fail("measured on AVX2"))
+    model = create_model("lenet5_modern", num_classes=10, in_chans=1)
+    assert device.inference_amp(model, torch.device("cpu"), (8, 1, 28, 28)) is None and calls == []

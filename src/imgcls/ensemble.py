@@ -35,7 +35,7 @@ from imgcls.errors import CheckpointError, ConfigError
 from imgcls.evaluate import default_split, eval_dataset
 from imgcls.metrics import EvalResult, Tally
 from imgcls.train.checkpoint import LoadedRun, load_run
-from imgcls.utils.device import autocast, resolve_amp, resolve_device
+from imgcls.utils.device import autocast, inference_amp, resolve_device
 
 __all__ = [
     "COMBINE",
@@ -263,8 +263,9 @@ def evaluate_ensemble_runs(
     split = split or default_split(name, info.get("dataset"))
     ds = eval_dataset(info, first.classes, run_dir, name, split, data_dir=data_dir, skip_bad=skip_bad)
     loader = make_loader(ds, batch_size, train=False, device=dev)
+    amp = inference_amp(ensemble, dev, (batch_size, info["in_chans"], *[info["image_size"]] * 2))
     result, members = evaluate_ensemble(
-        ensemble, loader, info["num_classes"], classes=first.classes, amp_dtype=resolve_amp("auto", dev)
+        ensemble, loader, info["num_classes"], classes=first.classes, amp_dtype=amp
     )
     result.source = {
         "run": f"ensemble of {len(loaded)} ({combine})",

@@ -20,7 +20,7 @@ from imgcls.data.info import match_classes
 from imgcls.errors import CheckpointError, ConfigError
 from imgcls.metrics import EvalResult, evaluate
 from imgcls.train.checkpoint import load_run
-from imgcls.utils.device import resolve_amp, resolve_device
+from imgcls.utils.device import inference_amp, resolve_device
 
 __all__ = ["default_split", "eval_dataset", "evaluate_run"]
 
@@ -96,7 +96,7 @@ def evaluate_run(
         loader,
         info["num_classes"],
         classes=loaded.classes,
-        amp_dtype=resolve_amp("auto", dev),
+        amp_dtype=inference_amp(loaded.model, dev, (batch_size, info["in_chans"], *[info["image_size"]] * 2)),
         tta_flip=flip,
     )
     result.source = {

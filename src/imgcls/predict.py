@@ -34,7 +34,7 @@ from imgcls.data.folder import READ_ERRORS, BadImagesError, decode_image, image_
 from imgcls.errors import ConfigError, DataError
 from imgcls.metrics import predict_logits
 from imgcls.train.checkpoint import LoadedRun, load_run
-from imgcls.utils.device import autocast, resolve_amp, resolve_device
+from imgcls.utils.device import autocast, inference_amp, resolve_device
 
 __all__ = ["ImageInput", "Prediction", "Predictor", "load_images", "predict"]
 
@@ -180,11 +180,13 @@ def _torch_model(
     info = loaded.info
     mean = torch.tensor(info["mean"], device=dev).view(1, -1, 1, 1)
     std = torch.tensor(info["std"], device=dev).view(1, -1, 1, 1)
-    amp = resolve_amp("auto", dev)
+    amp: list[torch.dtype | None] = []  # chosen at the first batch, by its shape (inference_amp)
 
     def logits_of(pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.to(dev).float().div_(255).sub_(mean).div_(std)  # (B, C, H, W)
-        with autocast(dev, amp):
+        if not amp:
+            amp.append(inference_amp(model, dev, tuple(x.shape)))
+        with autocast(dev, amp[0]):
             return predict_logits(model, x, flip)
 
     return info, loaded.classes, logits_of

@@ -8,9 +8,9 @@ import logging
 import torch
 
 from imgcls.errors import ConfigError
-from imgcls.utils.hardware import fast_bf16
+from imgcls.utils.hardware import MIN_STEP_SPEEDUP, bf16_forward_speedup, fast_bf16
 
-__all__ = ["autocast", "resolve_amp", "resolve_device"]
+__all__ = ["autocast", "inference_amp", "resolve_amp", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +62,32 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def inference_amp(model: torch.nn.Module, device: torch.device, shape: tuple[int, ...]) -> torch.dtype | None:
+    """The autocast dtype for evaluating or predicting with ``model`` on batches of ``shape``: ``--amp auto``'s,
+    except that on a CPU with fast bf16 products, bf16 is kept only where this model's forward pass runs at least
+    MIN_STEP_SPEEDUP times as fast in it (fast products do not make every network faster: depthwise
+    convolutions, many small layers). Timed once per machine, model and batch shape (at most 128 images), on
+    random input, and cached (:func:`imgcls.utils.hardware.bf16_forward_speedup`)."""
+    amp = resolve_amp("auto", device)
+    if amp != torch.bfloat16 or device.type != "cpu":
+        return amp
+    shape = (min(shape[0], 128), *shape[1:])
+    size = sum(p.numel() for p in model.parameters())
+    key = f"{type(model).__name__}|{size} parameters|{shape}"
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        x = torch.randn(shape, device=device)
+
+    def forward(bf16: bool) -> None:
+        with torch.no_grad(), autocast(device, torch.bfloat16 if bf16 else None):
+            model(x)
+
+    was_training = model.training
+    model.eval()
+    try:
+        speedup = bf16_forward_speedup(key, forward)
+    finally:
+        model.train(was_training)
+    log.debug("inference of %s: %.2fx as fast in bf16 as in fp32 here", key, speedup)
+    return amp if speedup >= MIN_STEP_SPEEDUP else None

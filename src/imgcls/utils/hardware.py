@@ -44,6 +44,7 @@ from imgcls.utils.files import atomic_write_text
 __all__ = [
     "MIN_SPEEDUP",
     "MIN_STEP_SPEEDUP",
+    "bf16_forward_speedup",
     "bf16_step_speedup",
     "CpuInfo",
     "cpu_class",
@@ -233,6 +234,12 @@ def bf16_step_speedup(key: str, step: Callable[[bool], None]) -> float:
     cifar_resnet20 at 16 px 0.9x at batch 32 and 1.1-1.2x at batch 128; quicknet_s 1.2-1.4x.
     """
     return _step_speedup(f"bf16_step|{key}", step)
+
+
+def bf16_forward_speedup(key: str, step: Callable[[bool], None]) -> float:
+    """As :func:`bf16_step_speedup`, for a forward pass without gradients (evaluation, prediction): ``step(True)``
+    runs it under bf16 autocast, ``step(False)`` in fp32."""
+    return _step_speedup(f"bf16_forward|{key}", step)
 
 
 def one_thread_step_speedup(key: str, step: Callable[[bool], None]) -> float:
