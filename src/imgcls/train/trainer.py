@@ -196,9 +196,8 @@ class _Trainer:
     # ----------------------------------------------------------------------------------------------- set-up
     def _setup_runtime(self) -> None:
         cfg = self.cfg
-        self.threads_before: int | None = (
-            None  # the thread count to give back when an automatic choice changed it
-        )
+        # the thread count to give back at the end, where the automatic choice (_tune_cpu_step) changed it
+        self.threads_before: int | None = None
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -320,8 +319,9 @@ class _Trainer:
             return
         self.cfg = replace(self.cfg, **values)
         validate(self.cfg)
-        shown = {"batch_size": "batch", "lr": "lr", "epochs": "epochs", "augment": "augment"}
-        shown |= {"crop_padding": "crop padding"}
+        shown = dict(
+            batch_size="batch", lr="lr", epochs="epochs", augment="augment", crop_padding="crop padding"
+        )
         log.info(
             "auto: %s (for %s training images; set %s to choose)",
             ", ".join(
@@ -1196,10 +1196,10 @@ def _best_row(history: list[dict[str, Any]]) -> dict[str, Any] | None:
     points), and the highest of 30 noisy validations is often an early epoch: on the 2,000-image
     Fashion-MNIST folder of benchmarks/own_images.py the highest-validation epochs (11th to 32nd of 30 or 45)
     scored 0.04-3.0 points (1.2 on average) below the last epoch on 10,000 test images, in all 14 runs
-    measured; one standard error still chose an epoch other than the last in 9 of 22 runs (twice the 19th of
-    30, once measured 1.2 points below the last on those test images), two in none. With a schedule that anneals the
-    learning rate the last epoch is usually the one to keep; a large split (Fashion-MNIST's 6,000: 0.6
-    points) still picks out a clearly better earlier one.
+    measured; one standard error still chose an epoch other than the last in 9 of 22 runs (twice the 19th
+    of 30, once measured 1.2 points below the last on those test images), two in none. With a schedule that
+    anneals the learning rate the last epoch is usually the one to keep; a large split (Fashion-MNIST's
+    6,000: 0.6 points) still picks out a clearly better earlier one.
     """
     rows = [r for r in history if "val_acc" in r]
     if rows:
