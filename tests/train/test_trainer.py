@@ -122,8 +122,10 @@ def test_nan_loss_stops_with_last_good_checkpoint(tiny_fmnist: Path, tmp_path: P
     assert all(torch.isfinite(v.float()).all() for v in weights.values())
 
 
-def test_existing_run_is_not_overwritten(tiny_fmnist: Path, tmp_path: Path) -> None:
+def test_existing_run_is_not_overwritten(tiny_fmnist: Path, tmp_path: Path, monkeypatch) -> None:
     train(_cfg(tiny_fmnist, tmp_path, epochs=1))
+    # refused at once: before the data is read or a model built
+    monkeypatch.setattr(trainer_mod._Trainer, "_load_data", lambda self: pytest.fail("loaded the data"))
     with pytest.raises(ConfigError, match="already holds a run.*--resume"):
         train(_cfg(tiny_fmnist, tmp_path, epochs=1))
 

@@ -612,11 +612,11 @@ class _Trainer:
             run_dir = Path(cfg.out_dir) / cfg.name
             run_dir.mkdir(parents=True, exist_ok=True)
             claim = ckpt.claim_run_dir(run_dir)
-            if (run_dir / ckpt.STATE).exists():
+            try:
+                _refuse_existing_run(run_dir)
+            except ConfigError:
                 claim.release()
-                raise ConfigError(
-                    f"run directory '{run_dir}' already holds a run: pass --resume {run_dir} or another --name"
-                )
+                raise
             return run_dir, claim
         dataset = self.info.name.replace(":", "_").replace("/", "_")
         base = Path(cfg.out_dir) / f"{cfg.model}-{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -642,6 +642,10 @@ class _Trainer:
             ckpt.save_model_info(self.run_dir, self.model_info)
 
     def fit(self) -> TrainResult:
+        if (
+            self.cfg.name and not self.cfg.resume
+        ):  # at once, not after loading the data and building the model
+            _refuse_existing_run(Path(self.cfg.out_dir) / self.cfg.name)
         self._setup_runtime()
         quiet = self.dist.enabled and not self.dist.is_main
         pkg_log = logging.getLogger("imgcls")
@@ -1175,6 +1179,14 @@ def _validations_since_best(history: list[dict[str, Any]]) -> int | None:
         return None
     best = rows.index(max(rows, key=lambda r: r["val_acc"]))  # the first of equals: later ties do not reset
     return len(rows) - 1 - best
+
+
+def _refuse_existing_run(run_dir: Path) -> None:
+    """A ConfigError where ``run_dir`` already holds a run (its training state): a new run never overwrites one."""
+    if (run_dir / ckpt.STATE).exists():
+        raise ConfigError(
+            f"run directory '{run_dir}' already holds a run: pass --resume {run_dir} or another --name"
+        )
 
 
 def _val_margin(row: dict[str, Any]) -> float:
