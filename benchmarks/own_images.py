@@ -51,6 +51,11 @@ FOLDERS = ("fm2000", "digits", "fm_rgb64")
 TARGET_ACC, TARGET_SECONDS = 85.0, 120.0  # fm2000, plain defaults
 
 
+def _class_folders(classes: list[str]) -> list[str]:
+    """Fashion-MNIST's class names as folder names ("T-shirt/top" -> "T-shirt-top", "Ankle boot" -> "Ankle_boot")."""
+    return [c.replace("/", "-").replace(" ", "_") for c in classes]
+
+
 def _save(img: Image.Image, path: Path, fmt: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "JPEG":
@@ -62,7 +67,7 @@ def _save(img: Image.Image, path: Path, fmt: str) -> None:
 def write_fm2000(root: Path) -> None:
     train = load_dataset("fashion-mnist", "train")
     rng = np.random.default_rng(0)
-    names = [c.replace("/", "-").replace(" ", "_") for c in train.info.classes]
+    names = _class_folders(train.info.classes)
     labels = train.labels.numpy()
     for c, name in enumerate(names):
         for j, i in enumerate(rng.choice(np.flatnonzero(labels == c), 200, replace=False)):
@@ -87,7 +92,7 @@ def write_digits(root: Path) -> None:
 def write_fm_rgb64(root: Path) -> None:
     test = load_dataset("fashion-mnist", "test")
     rng = np.random.default_rng(1)
-    names = [c.replace("/", "-").replace(" ", "_") for c in test.info.classes]
+    names = _class_folders(test.info.classes)
     for k, i in enumerate(rng.choice(len(test), 1500, replace=False)):
         grey = test.images[i, 0].numpy().astype(np.float32) / 255
         tint = rng.uniform(0.3, 1.0, size=3)
@@ -100,7 +105,7 @@ def write_fm_test(root: Path) -> None:
     """Fashion-MNIST's 10,000 test images as 28x28 PNG files, class folders named as ``fm2000``'s: a test set
     50 times larger than ``fm2000``'s own 200 images (one standard error 0.4 points instead of 2.5)."""
     test = load_dataset("fashion-mnist", "test")
-    names = [c.replace("/", "-").replace(" ", "_") for c in test.info.classes]
+    names = _class_folders(test.info.classes)
     for i in range(len(test)):
         _save(
             Image.fromarray(test.images[i, 0].numpy()), root / names[int(test.labels[i])] / f"{i:05d}", "PNG"

@@ -830,8 +830,10 @@ class _Trainer:
         chosen = ""
         if best_row:
             chosen = f" (epoch {result.best_epoch}, validation {100 * result.val_acc:.2f}%"
-            peak = max((r for r in history if "val_acc" in r), key=lambda r: r["val_acc"])
-            if best_row["val_acc"] < peak["val_acc"]:  # a later epoch within two standard errors (_best_row)
+            _, peak = _validated(history)
+            if (
+                peak is not None and best_row["val_acc"] < peak["val_acc"]
+            ):  # a later epoch within two standard errors (_best_row)
                 chosen += (
                     f"; epoch {peak['epoch']}'s {100 * peak['val_acc']:.2f}% is within two standard errors, "
                     f"{100 * _val_margin(peak):.2f} points"
@@ -1172,13 +1174,16 @@ _SPLITS = ("train", "val", "test")
 _SPLIT_STYLE = {"train": "o-", "val": "s-", "test": "D-"}
 
 
+def _validated(history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The rows of ``history`` with a validation accuracy, and the first of them with the highest (None: none)."""
+    rows = [r for r in history if "val_acc" in r]
+    return rows, max(rows, key=lambda r: r["val_acc"]) if rows else None  # max keeps the first of equals
+
+
 def _validations_since_best(history: list[dict[str, Any]]) -> int | None:
     """How many validations came after the best one (None before the first): what early stopping counts."""
-    rows = [r for r in history if "val_acc" in r]
-    if not rows:
-        return None
-    best = rows.index(max(rows, key=lambda r: r["val_acc"]))  # the first of equals: later ties do not reset
-    return len(rows) - 1 - best
+    rows, peak = _validated(history)
+    return None if peak is None else len(rows) - 1 - rows.index(peak)  # later ties do not reset it
 
 
 def _refuse_existing_run(run_dir: Path) -> None:
@@ -1213,9 +1218,8 @@ def _best_row(history: list[dict[str, Any]]) -> dict[str, Any] | None:
     anneals the learning rate the last epoch is usually the one to keep; a large split (Fashion-MNIST's
     6,000: 0.6 points) still picks out a clearly better earlier one.
     """
-    rows = [r for r in history if "val_acc" in r]
-    if rows:
-        peak = max(rows, key=lambda r: r["val_acc"])
+    rows, peak = _validated(history)
+    if peak is not None:
         floor = peak["val_acc"] - _val_margin(peak)
         return [r for r in rows if r["val_acc"] >= floor][-1]
     rows = [r for r in history if "test_acc" in r]

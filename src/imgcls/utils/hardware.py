@@ -202,8 +202,8 @@ def fast_bf16() -> bool:
 
 
 def _step_speedup(field: str, step: Callable[[bool], None]) -> float:
-    """How many times faster ``step(True)`` (a training step in the alternative form) runs than ``step(False)``
-    (the same step as it is), cached under ``field`` in the wisdom file.
+    """How many times faster ``step(True)`` (a training step or a forward pass in the alternative form) runs
+    than ``step(False)`` (the same step as it is), cached under ``field`` in the wisdom file.
 
     Each form is warmed up once (kernel choice), then timed 5 times (3 where a step takes over a quarter of
     a second, once where it takes over a second), the two forms interleaved so that other work on the
