@@ -76,6 +76,54 @@ def test_projection_windows_keep_the_search_exact(
     assert clf.stats.product_share < 1.0  # some products were skipped
 
 
+def _clustered_pixels(n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images around 8 patterns (Fashion-MNIST-like structure), with exact duplicates: ties."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(40, 216, (8, d))
+    train = centres[rng.integers(0, 8, n)] + rng.normal(scale=25, size=(n, d))
+    query = centres[rng.integers(0, 8, q)] + rng.normal(scale=25, size=(q, d))
+    train, query = (np.clip(a, 0, 255).astype(np.uint8) for a in (train, query))
+    train[n - 50 :] = train[:50]
+    return train, query
+
+
+def test_screen_bound_never_exceeds_the_distance(monkeypatch: pytest.MonkeyPatch) -> None:
+    # |z(a) - z(b)|^2, from the float32 z less the rounding margin, is at most |a - b|^2 for every pair
+    monkeypatch.setattr(knn, "_SUPERBLOCK", {"int8": 512, "float32": 512})
+    train, query = _clustered_pixels(2000, 60, 200, seed=6)
+    space = knn._PixelSpace(torch.from_numpy(train), "l2", 1.0)
+    assert space.screen_z is not None and space.screen_z.shape[1] == knn._SCREEN_DIMS + 1
+    qp = space.prepare(torch.from_numpy(query))
+    real = space.order < space.n
+    z_b = space.screen_z[real].double()
+    b = train[space.order[real].numpy()].astype(np.float64)
+    reduced = ((qp.z.double()[:, None] - z_b[None]) ** 2).sum(-1).numpy()
+    exact = ((query.astype(np.float64)[:, None] - b[None]) ** 2).sum(-1)
+    assert (reduced - qp.zdelta.numpy()[:, None] <= exact).all()
+    # and it is a useful bound: most of the distance, on average
+    assert np.median(reduced / np.maximum(exact, 1)) > 0.5
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_screen_keeps_the_search_exact(int8: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(knn, "_SUPERBLOCK", {"int8": 512, "float32": 512})
+    monkeypatch.setattr(knn, "fast_int8", lambda: int8)  # both product paths, whatever this CPU has
+    train, query = _clustered_pixels(5000, 300, 200, seed=7)
+    clf = KNeighborsClassifier(k=5).fit(train, np.zeros(len(train), dtype=int))
+    dist, idx = clf.kneighbors(query)
+    ref_d, ref_i = brute_force(train, query, 5, "l2")
+    np.testing.assert_array_equal(idx.numpy(), ref_i)
+    np.testing.assert_allclose(dist.numpy(), ref_d, rtol=1e-9, atol=1e-9)
+    assert clf.stats.kind == f"{'int8' if int8 else 'pixels'}-l2"
+    assert clf.stats.screened_share > 0  # the screen dropped cells the windows kept
+    # without the screen (too few features for it; the cells then come from int8 directions): the same answer
+    monkeypatch.setattr(knn, "_SCREEN_DIMS", 200)
+    plain = KNeighborsClassifier(k=5).fit(train, np.zeros(len(train), dtype=int))
+    d2, i2 = plain.kneighbors(query)
+    assert torch.equal(idx, i2) and torch.equal(dist, d2)
+    assert plain.stats.screened_share == 0
+
+
 @pytest.mark.parametrize("metric", ["l2", "l1", "cosine"])
 @pytest.mark.parametrize("weights", ["uniform", "distance"])
 def test_predictions_match_scikit_learn(metric: str, weights: str) -> None:
