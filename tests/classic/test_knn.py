@@ -105,10 +105,11 @@ def test_screen_bound_never_exceeds_the_distance(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize("int8", [True, False])
-def test_screen_keeps_the_search_exact(int8: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("n, d", [(5000, 200), (2500, 1100)])  # 1,100 pixels: float64 products (> 2^24)
+def test_screen_keeps_the_search_exact(int8: bool, n: int, d: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(knn, "_SUPERBLOCK", {"int8": 512, "float32": 512})
     monkeypatch.setattr(knn, "fast_int8", lambda: int8)  # both product paths, whatever this CPU has
-    train, query = _clustered_pixels(5000, 300, 200, seed=7)
+    train, query = _clustered_pixels(n, 300, d, seed=7)
     clf = KNeighborsClassifier(k=5).fit(train, np.zeros(len(train), dtype=int))
     dist, idx = clf.kneighbors(query)
     ref_d, ref_i = brute_force(train, query, 5, "l2")
@@ -117,7 +118,7 @@ def test_screen_keeps_the_search_exact(int8: bool, monkeypatch: pytest.MonkeyPat
     assert clf.stats.kind == f"{'int8' if int8 else 'pixels'}-l2"
     assert clf.stats.screened_share > 0  # the screen dropped cells the windows kept
     # without the screen (too few features for it; the cells then come from int8 directions): the same answer
-    monkeypatch.setattr(knn, "_SCREEN_DIMS", 200)
+    monkeypatch.setattr(knn, "_SCREEN_DIMS", d)
     plain = KNeighborsClassifier(k=5).fit(train, np.zeros(len(train), dtype=int))
     d2, i2 = plain.kneighbors(query)
     assert torch.equal(idx, i2) and torch.equal(dist, d2)

@@ -246,6 +246,11 @@ class _Space:
         """``p`` of each query row (float64)."""
         raise NotImplementedError
 
+    @property
+    def product_dtype(self) -> torch.dtype:
+        """What :meth:`product` writes: ``base``'s type, or a float type holding the same exact integers."""
+        return self.base.dtype
+
     def product(self, qp: _Query, sb: int, out: torch.Tensor, rows: torch.Tensor | None) -> None:
         """Write the product of the chunk (or its rows ``rows``) with superblock ``sb`` into ``out``."""
         raise NotImplementedError
@@ -332,15 +337,12 @@ class _PixelSpace(_Space):
             self.screen_base = torch.where(pad, math.inf, zn[at] / 2).float()  # |z|^2 / 2; padding: never
             self.screen_radius = float(zn.max().sqrt())
 
-    def _mm(
-        self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, peak: int = 128 * 128
-    ) -> torch.Tensor:
-        """``a @ b`` as exact int32 for int8 codes (or their float copies) whose terms are at most ``peak``."""
+    def _mm(self, a: torch.Tensor, b: torch.Tensor, peak: int = 128 * 128) -> torch.Tensor:
+        """``a @ b`` as exact int32 for int8 codes whose terms are at most ``peak``."""
         if self.int8:
-            return torch._int_mm(a, b, out=out)
+            return torch._int_mm(a, b)
         dt = _exact_float(a.shape[1], peak)
-        r = torch.mm(a.to(dt), b.to(dt))
-        return r.to(torch.int32) if out is None else out.copy_(r)
+        return torch.mm(a.to(dt), b.to(dt)).to(torch.int32)
 
     def _encode(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         if self.metric == "l2":  # a - 128 in int8; |a - b| is shift-invariant
@@ -420,9 +422,19 @@ class _PixelSpace(_Space):
             return _chunked_matvec(q, self.basis[:, :2]) - self.mu_proj[:2]
         return self._mm(_shift(q), self.v).double()  # (m, 2), exact integers
 
+    @property
+    def product_dtype(self) -> torch.dtype:
+        # int8 products: int32; float ones stay in their float type (exact integers below 2^24, or 2^53 in
+        # float64), converted to int32 only where read (block maxima, candidates): no copy of every product
+        return self.codes.dtype if not self.int8 else torch.int32
+
     def product(self, qp: _Query, sb: int, out: torch.Tensor, rows: torch.Tensor | None) -> None:
         size, a = out.shape[1], qp.codes if rows is None else torch.index_select(qp.codes, 0, rows)
-        self._mm(a, self.codes[sb * size : (sb + 1) * size].T, out=out, peak=self.peak)  # int32, exact
+        b = self.codes[sb * size : (sb + 1) * size].T
+        if self.int8:
+            torch._int_mm(a, b, out=out)  # int32, exact
+        else:
+            torch.mm(a, b, out=out)  # exact integers (module docstring)
 
     def window(self, u: torch.Tensor) -> torch.Tensor:
         return (u.sqrt() * self.v_norm if self.metric == "l2" else u) + 1e-6
@@ -727,7 +739,7 @@ def _search_chunk(
     big = math.inf if base.dtype.is_floating_point else _INT32_MAX
     # Products, one part per (superblock, rows) computed, packed in one buffer: part of superblock sb at
     # offset[sb], its row r at rowmap[sb, r] (-1: not computed).
-    flat = torch.empty(m * n_sb * size, dtype=base.dtype, device=dev)
+    flat = torch.empty(m * n_sb * size, dtype=space.product_dtype, device=dev)
     offset = torch.zeros(n_sb, dtype=torch.int64, device=dev)
     rowmap = torch.full((n_sb, m), -1, dtype=torch.int64, device=dev)
     lb = torch.full((m, n_sb, b), big, dtype=base.dtype, device=dev)  # block bounds; big: not computed
@@ -742,12 +754,14 @@ def _search_chunk(
             space.product(qp, sb, part, None if need is None else rows)
             offset[sb], cursor = cursor, cursor + part.numel()
             rowmap[sb, rows] = torch.arange(rows.numel(), device=dev)
-            lb[rows, sb] = base_min[sb] - part.view(-1, g, b).amax(1)  # no bound in a block is lower
+            lb[rows, sb] = base_min[sb] - part.view(-1, g, b).amax(1).to(
+                base.dtype
+            )  # no bound there is lower
 
     def bound_at(rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         # (a product not computed reads some other value: only ever for seeds, which any sample can be)
         sb, within = pos // size, pos % size
-        return base[pos] - flat[offset[sb] + rowmap[sb, rows].clamp(min=0) * size + within]
+        return base[pos] - flat[offset[sb] + rowmap[sb, rows].clamp(min=0) * size + within].to(base.dtype)
 
     def positions(blocks: torch.Tensor) -> torch.Tensor:  # (...,) blocks -> (..., 16) positions
         return ((blocks // b) * size + blocks % b)[..., None] + lanes
