@@ -104,6 +104,23 @@ def test_screen_bound_never_exceeds_the_distance(monkeypatch: pytest.MonkeyPatch
     assert np.median(reduced / np.maximum(exact, 1)) > 0.5
 
 
+def test_screen_directions_are_principal_orthonormal_and_deterministic() -> None:
+    rng = np.random.default_rng(8)
+    # variance along 3 known orthonormal directions, far above the noise
+    axes = np.linalg.qr(rng.normal(size=(300, 3)))[0]
+    x = 128 + rng.normal(size=(3000, 3)) * [30, 20, 10] @ axes.T + rng.normal(size=(3000, 300))
+    x = torch.from_numpy(np.clip(x, 0, 255).astype(np.uint8))
+    state = torch.get_rng_state()
+    mu, basis = knn._principal_basis(x, 16)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is left alone
+    assert torch.equal(basis, knn._principal_basis(x, 16)[1])
+    assert torch.allclose(basis.T @ basis, torch.eye(16, dtype=torch.float64), atol=1e-12)
+    # the first three span the known directions
+    overlap = np.linalg.svd(axes.T @ basis[:, :3].numpy(), compute_uv=False)
+    assert overlap.min() > 0.99
+    assert torch.allclose(mu, x[:2048].double().mean(0))  # 3,000 rows: the first 2,048
+
+
 @pytest.mark.parametrize("int8", [True, False])
 @pytest.mark.parametrize("n, d", [(5000, 200), (2500, 1100)])  # 1,100 pixels: float64 products (> 2^24)
 def test_screen_keeps_the_search_exact(int8: bool, n: int, d: int, monkeypatch: pytest.MonkeyPatch) -> None:
