@@ -30,11 +30,12 @@ candidates, and only candidates get their exact distance.
    whose box lies within ``window(U)`` of a query's ``p`` can hold a neighbour: those are added, each for
    the queries within reach of it, and ``U`` is taken again.
 
-   For pixels under L2 (more than 128 of them), a *screen* first drops, query by query, the cells that hold
-   no sample within ``U`` of it, by a bound from a product of 65 columns instead of 784. With ``P`` the
-   first 64 principal directions (orthonormal) and ``mu`` a centre, ``z(x) = [P (x - mu), r(x)]`` with
-   ``r(x) = |(I - P^T P)(x - mu)|`` never stretches a distance: ``|z(a) - z(b)|^2 = |P (a - b)|^2 +
-   (r(a) - r(b))^2 <= |a - b|^2`` (Pythagoras, and the reverse triangle inequality on the rest), and
+   For pixels under L2 (more than 128 of them, and more samples than one cell), a *screen* first drops,
+   query by query, the cells that hold no sample within ``U`` of it, by a bound from a product of 65
+   columns instead of 784. With ``P`` the first 64 principal directions (orthonormal) and ``mu`` a centre,
+   ``z(x) = [P (x - mu), r(x)]`` with ``r(x) = |(I - P^T P)(x - mu)|`` never stretches a distance:
+   ``|z(a) - z(b)|^2 = |P (a - b)|^2 + (r(a) - r(b))^2 <= |a - b|^2`` (Pythagoras, and the reverse triangle
+   inequality on the rest), and
    ``|z(a) - z(b)|^2 = |z_a|^2 + |z_b|^2 - 2 z_a.z_b`` is again a matrix product (float32 ``z`` computed in
    float64, less the rounding margin of the float bounds below). The first two coordinates of ``z`` are
    the projections of step 1. On Fashion-MNIST (60,000 x 10,000) the screen drops 20% of the (query, cell)
@@ -106,7 +107,8 @@ DEFAULT_MEMORY_BUDGET_MB = 512.0
 
 _BLOCK = 16  # training samples per strided block of step 1
 # About this many samples share one cell of the projections (one matrix product): 2,048 measured best with
-# int8 products (AVX-512 VNNI), 1,024 with float32 ones (AVX2: 6.3 s against 7.8 s, Fashion-MNIST L2).
+# int8 products (AVX-512 VNNI), 1,024 with float32 ones (AVX2: 6.3 s against 7.8 s, Fashion-MNIST L2); with
+# the L2 screen, 1,024 again on the float32 path (AVX-512 machine, --int8 off: 1.90 s; 512: 2.18 s; 2,048: 1.90 s).
 _SUPERBLOCK = {"int8": 2048, "float32": 1024}
 _CHUNK_ROWS = 256  # queries per chunk when the budget allows: fewer starve the matrix product
 _SCREEN_DIMS = 64  # principal directions of the L2 screen (module docstring, step 2): 16-128 measured
