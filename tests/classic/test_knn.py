@@ -121,6 +121,41 @@ def test_screen_directions_are_principal_orthonormal_and_deterministic() -> None
     assert torch.allclose(mu, x[:2048].double().mean(0))  # 3,000 rows: the first 2,048
 
 
+@pytest.mark.parametrize("images", ["rank 3", "3 pixels"])
+def test_screen_keeps_every_cell_with_a_sample_within_u(images: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The screen's contract, at its edge: u is set to exactly the distance of one cell's nearest sample, on
+    # images where the screen's bound is close to the distance (nearly rank-3 images: within the rounding to
+    # integers; images where 3 pixels vary: within float rounding, which the margin must cover), so a screen
+    # tighter than the bound drops that cell.
+    monkeypatch.setattr(knn, "_SUPERBLOCK", {"int8": 256, "float32": 256})
+    rng = np.random.default_rng(9)
+    if images == "rank 3":
+        images = np.clip(
+            np.rint(128 + rng.uniform(-1, 1, (3050, 3)) @ rng.normal(size=(3, 200)) * 30), 0, 255
+        )
+    else:
+        images = np.full((3050, 200), 100)
+        images[:, [5, 50, 150]] = rng.integers(0, 256, (3050, 3))
+    images = images.astype(np.uint8)
+    train, query = images[:3000], images[3000:]
+    space = knn._PixelSpace(torch.from_numpy(train), "l2", 1.0)
+    qp = space.prepare(torch.from_numpy(query))
+    cells = space.sb_count
+    d2 = ((query[:, None].astype(np.float64) - train[None].astype(np.float64)) ** 2).sum(-1)
+    cell_of = np.empty(len(train), dtype=int)
+    real = (space.order < space.n).numpy()
+    cell_of[space.order.numpy()[real]] = np.arange(len(space.order))[real] // (len(space.order) // cells)
+    nearest = np.stack([d2[:, cell_of == c].min(1) for c in range(cells)], 1)  # (queries, cells)
+    for pick in range(cells):
+        u = torch.from_numpy(nearest[:, pick].copy())
+        need = torch.ones(len(query), cells, dtype=torch.bool)
+        space.screen(qp, need, torch.arange(cells), u)
+        assert need[torch.from_numpy(nearest <= nearest[:, pick : pick + 1])].all()
+    need = torch.ones(len(query), cells, dtype=torch.bool)
+    space.screen(qp, need, torch.arange(cells), torch.from_numpy(nearest.min(1)))
+    assert not need.all()  # and it does drop cells
+
+
 @pytest.mark.parametrize("int8", [True, False])
 @pytest.mark.parametrize("n, d", [(5000, 200), (2500, 1100)])  # 1,100 pixels: float64 products (> 2^24)
 def test_screen_keeps_the_search_exact(int8: bool, n: int, d: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,6 +175,33 @@ def test_screen_keeps_the_search_exact(int8: bool, n: int, d: int, monkeypatch: 
     d2, i2 = plain.kneighbors(query)
     assert torch.equal(idx, i2) and torch.equal(dist, d2)
     assert plain.stats.screened_share == 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_screen_exact_on_odd_data(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # small cells and a 4-direction screen, so that it acts on small data: random, few-valued, nearly constant
+    # and clustered pixels, queries drawn from the training set (distance 0) or not, k from 1 to 8
+    monkeypatch.setattr(knn, "_SUPERBLOCK", {"int8": 256, "float32": 256})
+    monkeypatch.setattr(knn, "_SCREEN_DIMS", 4)
+    rng = np.random.default_rng(seed)
+    n, q, d, k = int(rng.integers(300, 1500)), int(rng.integers(1, 80)), int(rng.integers(9, 60)), seed + 1
+    train = [
+        lambda: rng.integers(0, 256, (n, d)),
+        lambda: rng.integers(0, 3, (n, d)) * 120,
+        lambda: np.full((n, d), 7) + (rng.random((n, d)) < 0.01) * 200,
+        lambda: np.clip(
+            rng.integers(0, 256, (5, d))[rng.integers(0, 5, n)] + rng.normal(0, 10, (n, d)), 0, 255
+        ),
+    ][seed % 4]().astype(np.uint8)
+    query = train[rng.integers(0, n, q)] if seed % 3 == 0 else rng.integers(0, 256, (q, d)).astype(np.uint8)
+    ref_d, ref_i = brute_force(train, query, k, "l2")
+    for int8 in (True, False):
+        monkeypatch.setattr(knn, "fast_int8", lambda v=int8: v)
+        clf = KNeighborsClassifier(k=k).fit(train, np.zeros(n, dtype=int))
+        dist, idx = clf.kneighbors(query)
+        assert clf._spaces["pixels"].screen_z is not None
+        np.testing.assert_array_equal(idx.numpy(), ref_i)
+        np.testing.assert_allclose(dist.numpy(), ref_d, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("metric", ["l2", "l1", "cosine"])
