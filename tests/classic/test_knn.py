@@ -146,11 +146,14 @@ def test_screen_keeps_every_cell_with_a_sample_within_u(images: str, monkeypatch
     real = (space.order < space.n).numpy()
     cell_of[space.order.numpy()[real]] = np.arange(len(space.order))[real] // (len(space.order) // cells)
     nearest = np.stack([d2[:, cell_of == c].min(1) for c in range(cells)], 1)  # (queries, cells)
+    gap = space.box_gap(space.projection(torch.from_numpy(query)))  # (queries, cells), the cells' windows
     for pick in range(cells):
         u = torch.from_numpy(nearest[:, pick].copy())
+        within = torch.from_numpy(nearest <= nearest[:, pick : pick + 1])
         need = torch.ones(len(query), cells, dtype=torch.bool)
         space.screen(qp, need, torch.arange(cells), u)
-        assert need[torch.from_numpy(nearest <= nearest[:, pick : pick + 1])].all()
+        assert need[within].all()
+        assert (gap <= space.window(u)[:, None])[within].all()  # no window leaves such a cell out either
     need = torch.ones(len(query), cells, dtype=torch.bool)
     space.screen(qp, need, torch.arange(cells), torch.from_numpy(nearest.min(1)))
     assert not need.all()  # and it does drop cells
