@@ -764,9 +764,8 @@ def _search_chunk(
             space.product(qp, sb, part, None if need is None else rows)
             offset[sb], cursor = cursor, cursor + part.numel()
             rowmap[sb, rows] = torch.arange(rows.numel(), device=dev)
-            lb[rows, sb] = base_min[sb] - part.view(-1, g, b).amax(1).to(
-                base.dtype
-            )  # no bound there is lower
+            top = part.view(-1, g, b).amax(1).to(base.dtype)  # exact integers (float products too)
+            lb[rows, sb] = base_min[sb] - top  # no bound in a block is lower
 
     def bound_at(rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         # (a product not computed reads some other value: only ever for seeds, which any sample can be)
