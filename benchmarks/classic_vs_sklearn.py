@@ -122,6 +122,7 @@ def main() -> None:
         knn_module.fast_int8 = lambda: False
     started = datetime.now()
     machine = machine_report()
+    machine["int8_products"] = machine["int8_products"] and args.int8 != "off"  # what the k-NN used
     print(describe(machine), flush=True)
     load_start = os.getloadavg()
     train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
