@@ -63,9 +63,8 @@ def main() -> None:
         for name in smallest_per_family(args.pattern):
             torch.manual_seed(0)
             model = create_model(name, num_classes=10, in_chans=args.channels, image_size=args.size).eval()
-            with (
-                torch.no_grad()
-            ):  # zero-initialised parameters (ViT's head, last-BN gammas): zeros check nothing
+            # zero-initialised parameters (ViT's head, last-BN gammas) made random: zeros check nothing
+            with torch.no_grad():
                 g = torch.Generator().manual_seed(0)
                 for p in model.parameters():
                     if not p.any():

@@ -383,9 +383,10 @@ class _PixelSpace(_Space):
             # |x - mu|^2 = |x|^2 - 2 x.mu + |mu|^2, with |x|^2 = |x - 128|^2 + 256 sum(x) - 128^2 D
             c2 = norms[i : i + rows].double() + 256 * prod[:, d + 1] - 128**2 * dim
             c2 = c2 - 2 * prod[:, d] + self.mu_sq
-            rest = (c2 - p.square().sum(1)).clamp_(min=0)  # |x - mu|^2 - |P (x - mu)|^2 (P orthonormal)
+            inside = p.square().sum(1)  # |P (x - mu)|^2
+            rest = (c2 - inside).clamp_(min=0)  # |x - mu|^2 - |P (x - mu)|^2 (P orthonormal)
             zs.append(torch.cat([p, rest.sqrt()[:, None]], 1).float())
-            sq.append(p.square().sum(1) + rest)
+            sq.append(inside + rest)
             first.append(p[:, :2])
         return torch.cat(zs), torch.cat(sq), torch.cat(first)
 
