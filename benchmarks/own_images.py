@@ -11,10 +11,11 @@ The folders are written by this script, deterministically, from data every machi
 - ``digits``: scikit-learn's 1,797 8x8 digits as PNG files.
 - ``fm_rgb64``: 1,500 Fashion-MNIST test images tinted with a random colour each, 64x64 RGB JPEGs.
 
-For each folder and seed: the automatic settings (what a user gets), the fast preset's fixed recipe
-(``--batch-size 512 --lr 0.4 --epochs 7``, what a user got before), and ``imgcls baseline knn`` on pixels, on
-the same test split (the folder's seeded 10%, the same for every run). ``fm2000``'s runs are also scored on
-Fashion-MNIST's 10,000 test images, written as a folder of the same class names: its own 200 test images put
+For each folder and seed: the automatic settings (what a user gets: SGD on these folders' small batches), the
+same with Muon (what auto chooses from batches of 256 on), the fast preset's fixed recipe (what a user got
+before the automatic settings), and ``imgcls baseline knn`` on pixels, on the same test split (the folder's
+seeded 10%, the same for every run). ``fm2000``'s runs are also scored on Fashion-MNIST's 10,000 test images,
+written as a folder of the same class names: its own 200 test images put
 one standard error of 2.5 points on an accuracy, more than the target's margin.
 
     python benchmarks/own_images.py                      # 3 seeds, writes benchmarks/results/own_images_<class>.md
@@ -45,6 +46,7 @@ from imgcls.classic.baseline import run_baseline  # noqa: E402
 from imgcls.data import load_dataset  # noqa: E402
 from imgcls.evaluate import evaluate_run  # noqa: E402
 from imgcls.train import resolve_config, train  # noqa: E402
+from imgcls.train.config import PRESETS  # noqa: E402
 from imgcls.utils.hardware import cpu_class  # noqa: E402
 
 FOLDERS = ("fm2000", "digits", "fm_rgb64")
@@ -130,7 +132,7 @@ def run_one(
     r = train(cfg)
     wall = time.perf_counter() - t0
     saved = yaml.safe_load((r.run_dir / "config.yaml").read_text())  # the settings auto chose
-    settings = {k: saved[k] for k in ("batch_size", "lr", "epochs", "augment", "crop_padding")}
+    settings = {k: saved[k] for k in ("optimizer", "batch_size", "lr", "epochs", "augment", "crop_padding")}
     other = None
     if other_test is not None:
         other = 100 * evaluate_run(r.run_dir, dataset=f"folder:{other_test}", save=False)[0].top1
@@ -138,7 +140,8 @@ def run_one(
 
 
 def _shown(settings: dict) -> str:
-    text = f"batch {settings['batch_size']}, lr {settings['lr']:g}, {settings['epochs']:g} epochs"
+    text = f"{settings['optimizer']}, batch {settings['batch_size']}, lr {settings['lr']:g}"
+    text += f", {settings['epochs']:g} epochs"
     aug = settings["augment"] + (
         f", crops padded {settings['crop_padding']} px" if settings["crop_padding"] else ""
     )
@@ -179,7 +182,11 @@ def main() -> None:
                 other_test = tmp / f"{name}_other_test"
                 OTHER_TEST[name](other_test)
             knn = run_baseline("knn", dataset=f"folder:{folder}", progress=False, out_dir=str(tmp / "runs"))
-            rows = {"auto (no flags)": {}, "fast recipe (batch 512, lr 0.4, 7 epochs)": {"preset": "fast"}}
+            rows = {
+                "auto (no flags)": {},
+                "auto, but Muon (its choice on large batches)": {"optimizer": "muon"},
+                f"fast recipe ({_shown(PRESETS['fast'] | {'crop_padding': None})})": {"preset": "fast"},
+            }
             for label, overrides in rows.items():
                 accs, others, walls, settings = [], [], [], {}
                 for seed in args.seeds:

@@ -47,11 +47,18 @@ from imgcls.utils.hardware import describe, machine_report  # noqa: E402
 TARGETS = {"fast": (93.0, 120.0, 180.0), "accurate": (94.0, 600.0, 600.0)}
 
 
-def train_flops_per_image(model_name: str, amp: torch.dtype | None) -> float:
-    """Forward + backward FLOPs of one 1x28x28 image (batch of 64, divided)."""
-    model = create_model(model_name, num_classes=10, in_chans=1, image_size=28)
+def train_flops_per_image(model_name: str, amp: torch.dtype | None, **kwargs) -> float:
+    """Forward + backward FLOPs of one 1x28x28 image (batch of 64, divided); ``kwargs``: the run's model_kwargs.
+    The optimizer's own arithmetic (Muon's orthogonalisation) is not counted."""
+    model = create_model(model_name, num_classes=10, in_chans=1, image_size=28, **kwargs)
     with autocast(torch.device("cpu"), amp):
         return count_flops(model, (1, 28, 28), batch_size=64, backward=True) / 64
+
+
+def _value(text: str) -> object:
+    """A --set value as YAML reads it, except YAML 1.1's yes/no/on/off booleans: ``amp=off`` stays "off"."""
+    value = yaml.safe_load(text)
+    return text if isinstance(value, bool) and text.lower() not in ("true", "false") else value
 
 
 def main() -> None:
@@ -64,7 +71,7 @@ def main() -> None:
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings over the presets', e.g. epochs=8"
     )
     args = ap.parse_args()
-    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    extra = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     logging.basicConfig(level=logging.WARNING)
 
     machine = machine_report()
@@ -100,7 +107,7 @@ def main() -> None:
                 flush=True,
             )
         amp = resolve_amp(cfg.amp, torch.device("cpu"))
-        flops = train_flops_per_image(cfg.model, amp)
+        flops = train_flops_per_image(cfg.model, amp, **cfg.model_kwargs)
         peak = peak16 if amp == torch.bfloat16 else peak32
         gflops = flops * (sum(speeds) / len(speeds)) / 1e9
         acc_t, time_bf16, time_fp32 = TARGETS[cfg.preset or "fast"]

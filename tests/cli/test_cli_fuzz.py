@@ -47,7 +47,7 @@ TRAIN_FLAGS: dict[str, list[str]] = {
     "--threads": ["1", "0", "-1"],
     "--eval-every": ["1", "0"],
     "--seed": ["0", "-1", "99999999999999999999999"],
-    "--optimizer": ["sgd", "adamw", "lbfgs"],
+    "--optimizer": ["sgd", "adamw", "muon", "lbfgs"],
     "--schedule": ["cosine", "step", "bogus"],
     "--model": ["quicknet_s", "lenet5", "nosuch"],
     "--augment": ["none", "strong", "bogus"],

@@ -37,8 +37,11 @@ def test_plain_training_on_a_small_folder_learns(
         r = train(cfg)  # nothing set but the data: batch, lr and epochs follow its size
     saved = yaml.safe_load((r.run_dir / "config.yaml").read_text())
     assert (saved["batch_size"], saved["epochs"]) == (16, 30) and saved["lr"] == pytest.approx(0.4 / 32**0.5)
-    assert saved["augment"] == "flip"  # 8x8 images: too small for padded crops
-    assert "auto: batch 16, lr 0.0707107, epochs 30, augment flip (for 194 training images" in caplog.text
+    assert saved["augment"] == "flip" and saved["optimizer"] == "sgd"  # 8x8: no crops; batch 16: no Muon
+    assert (
+        "auto: batch 16, lr 0.0707107, optimizer sgd, epochs 30, augment flip (for 194 training"
+        in caplog.text
+    )
     assert r.test_acc >= 0.9 and r.val_acc >= 0.9  # chance is 0.25
     # What training on this folder used to mean: the fast preset's batches of 512, none of them full.
     with pytest.raises(ConfigError, match="0 batches of 512"):

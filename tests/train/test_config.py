@@ -71,7 +71,7 @@ def test_fast_preset_is_what_plain_train_runs_on_fashion_mnist() -> None:
     assert {k: v for k, v in plain.to_dict().items() if k != "preset"} == {
         k: v for k, v in fast.to_dict().items() if k != "preset"
     }
-    assert (plain.batch_size, plain.lr, plain.epochs) == (512, 0.4, 7)
+    assert (plain.batch_size, plain.lr, plain.epochs, plain.optimizer) == (512, 0.4, 6, "muon")
 
 
 @pytest.mark.parametrize(
@@ -80,8 +80,9 @@ def test_fast_preset_is_what_plain_train_runs_on_fashion_mnist() -> None:
         (1_620, 32, 0.1, 30),  # 2,000 images less test and validation: 50 steps an epoch
         (415, 16, 0.0707, 30),  # tiny: the smallest batch, still 25 steps
         (10_000, 128, 0.2, 18),  # 78 steps an epoch, 7 x 25,600 / 10,000 = 17.9 epochs
-        (25_600, 512, 0.4, 7),  # from here on, the fast preset's recipe
-        (1_000_000, 512, 0.4, 7),
+        (25_600, 512, 0.4, 7),  # from here on, the fast preset's batch and lr (and Muon)
+        (30_000, 512, 0.4, 6),  # and from 29,867 on its 6 epochs
+        (1_000_000, 512, 0.4, 6),
     ],
 )
 def test_auto_settings_keep_steps_per_epoch_and_scale_lr(n: int, batch: int, lr: float, epochs: int) -> None:
@@ -93,10 +94,22 @@ def test_auto_settings_keep_steps_per_epoch_and_scale_lr(n: int, batch: int, lr:
     assert adamw == pytest.approx(2e-3 * (batch / 512) ** 0.5)  # AdamW: the same rule from its own 2e-3
 
 
+@pytest.mark.parametrize(
+    ("n", "optimizer"), [(1_620, "sgd"), (12_799, "sgd"), (12_800, "muon"), (54_000, "muon")]
+)
+def test_auto_optimizer_is_muon_from_batches_of_256(n: int, optimizer: str) -> None:
+    """Muon's fixed cost a step pays on large batches; the small folders' batches of 16-128 keep SGD."""
+    assert auto_settings(TrainConfig(), n)["optimizer"] == optimizer
+    for chosen in ("sgd", "adamw", "muon"):  # a named optimizer is never replaced
+        assert "optimizer" not in auto_settings(TrainConfig(optimizer=chosen), n)
+
+
 def test_explicit_settings_always_win_over_auto() -> None:
     cfg = TrainConfig(batch_size=512, epochs=3, augment="flip")
-    assert auto_settings(cfg, 1_620, 28) == {"lr": pytest.approx(0.4)}  # the lr follows the batch given
-    assert auto_settings(TrainConfig(batch_size=64, lr=0.5, epochs=3, augment="none"), 10, 28) == {}
+    # the lr and the optimizer follow the batch given
+    assert auto_settings(cfg, 1_620, 28) == {"lr": pytest.approx(0.4), "optimizer": "muon"}
+    explicit = TrainConfig(batch_size=64, lr=0.5, epochs=3, augment="none", optimizer="sgd")
+    assert auto_settings(explicit, 10, 28) == {}
     explicit_pad = auto_settings(TrainConfig(crop_padding=3), 1_620, 28)
     assert explicit_pad["augment"] == "light" and "crop_padding" not in explicit_pad
 

@@ -213,7 +213,7 @@ def test_freezing_switches_gradients_and_batchnorm_modes() -> None:
 
 def test_head_lr_mult_gives_the_head_its_own_learning_rate_through_the_schedule() -> None:
     model = create_model("resnet18", num_classes=3, in_chans=1, image_size=28)
-    cfg = TrainConfig(lr=0.01, head_lr_mult=10.0, schedule="cosine", warmup_epochs=0)
+    cfg = TrainConfig(optimizer="sgd", lr=0.01, head_lr_mult=10.0, schedule="cosine", warmup_epochs=0)
     opt = build_optimizer(model, cfg)
     head = {id(p) for p in model.fc.parameters()}
     lrs = [(g["lr"], {id(p) for p in g["params"]} <= head) for g in opt.param_groups]

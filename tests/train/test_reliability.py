@@ -139,8 +139,9 @@ def test_non_finite_weights_are_never_saved(tmp_path: Path, monkeypatch) -> None
 
 
 # ------------------------------------------------------------------------------------------------- state
-def test_adamw_state_round_trips_through_weights_only_loading(tmp_path: Path) -> None:
-    first = train(_digits(tmp_path, optimizer="adamw", lr=1e-3, ema_decay=0.9))
+@pytest.mark.parametrize("optimizer", [{"optimizer": "adamw", "lr": 1e-3}, {"optimizer": "muon", "lr": 0.1}])
+def test_optimizer_state_round_trips_through_weights_only_loading(tmp_path: Path, optimizer: dict) -> None:
+    first = train(_digits(tmp_path, ema_decay=0.9, **optimizer))
     state = ckpt.load_training_state(first.run_dir / "state.pt")
     assert state["optimizer"]["state"] and state["ema"] is not None and state["rng_cpu"].dtype == torch.uint8
     resumed = train(TrainConfig(resume=str(first.run_dir), epochs=2, progress=False))

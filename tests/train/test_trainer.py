@@ -77,8 +77,12 @@ def _interrupting(loader, after: int):
     return Interrupting()
 
 
-def test_resume_ends_with_the_same_weights(tiny_fmnist: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+def test_resume_ends_with_the_same_weights(
+    tiny_fmnist: Path, tmp_path: Path, monkeypatch, optimizer: str
+) -> None:
     cfg = dict(epochs=3, ema_decay=0.9, label_smoothing=0.1, augment="standard", weight_decay=5e-4)
+    cfg["optimizer"] = optimizer
     ref = train(_cfg(tiny_fmnist, tmp_path / "a", **cfg))
 
     original = trainer_mod._Trainer._train_epoch

@@ -24,6 +24,10 @@ _HELP = {
     "preset": f"named settings: {', '.join(PRESETS)} (fast is what plain 'imgcls train' does)",
     "resume": "continue the run in this directory",
     "amp": "mixed precision: auto (bf16 where fast), off, bf16, fp16 (GPU)",
+    "optimizer": "auto (muon from batches of 256 on, sgd below), muon (its weight matrices; sgd for the rest), "
+    "sgd (Nesterov momentum), adamw",
+    "lr": "peak learning rate (auto: follows the batch size); with muon, that of the parameters SGD trains",
+    "muon_lr": "with --optimizer muon: the peak learning rate of the convolutions' and linear layers' weights",
     "augment": "augmentation: auto (mirror; padded crops too on small data), none, flip, light, standard, strong",
     "epochs": "number of epochs (fractions allowed)",
     "device": "auto, cpu, cuda, cuda:N or mps",

@@ -17,6 +17,7 @@ from torch import nn
 from imgcls.errors import ConfigError
 from imgcls.train.config import TrainConfig
 from imgcls.train.finetune import head_parameter_names
+from imgcls.train.muon import Muon, muon_parameter_names
 
 __all__ = ["build_optimizer", "build_schedule", "lr_factor"]
 
@@ -27,14 +28,16 @@ def param_groups(
     decay_norm_and_bias: bool,
     head: Collection[str] = (),
     head_lr: float | None = None,
+    exclude: Collection[str] = (),
 ) -> list[dict]:
     """Parameters split by weight decay; with ``head_lr``, the ``head`` parameters (names) get their own lr.
+    Parameters named in ``exclude`` are left out (another group of the optimizer has them).
 
     The backbone's groups come first, so ``param_groups[0]["lr"]`` is the base learning rate.
     """
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or name in exclude:
             continue
         in_head = head_lr is not None and name in head
         decays = p.ndim >= 2 or decay_norm_and_bias
@@ -51,14 +54,36 @@ def param_groups(
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW over ``model``'s trainable parameters; with ``cfg.head_lr_mult`` != 1 the head (what
-    ``reset_classifier`` replaces) learns at ``lr * head_lr_mult``: discriminative learning rates."""
+    """SGD, AdamW or Muon over ``model``'s trainable parameters; with ``cfg.head_lr_mult`` != 1 the head (what
+    ``reset_classifier`` replaces) learns at ``lr * head_lr_mult``: discriminative learning rates.
+
+    Muon takes the weights of the convolutions and linear layers outside the head (at ``cfg.muon_lr``, after
+    the SGD groups so that ``param_groups[0]["lr"]`` stays ``cfg.lr``); the other parameters take SGD."""
     if cfg.lr is None:
         raise ConfigError("lr is automatic (None) until the data is known: fill it with auto_settings first")
+    if cfg.optimizer == "auto":
+        raise ConfigError(
+            "optimizer is automatic until the batch size is known: fill it with auto_settings first"
+        )
     head: set[str] = set()
     head_lr = None
     if cfg.head_lr_mult != 1:
         head, head_lr = head_parameter_names(model), cfg.lr * cfg.head_lr_mult
+    if cfg.optimizer == "muon":
+        matrices = muon_parameter_names(model, head or head_parameter_names(model))
+        if not matrices:
+            raise ConfigError(
+                f"optimizer muon trains the weights of convolutions and linear layers, and "
+                f"{type(model).__name__} has none outside its classifier: use --optimizer sgd or adamw"
+            )
+        groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, head, head_lr, matrices)
+        muon_group = {
+            "params": [p for n, p in model.named_parameters() if n in matrices],
+            "lr": cfg.muon_lr,
+            "momentum": cfg.muon_momentum,
+            "muon": True,
+        }
+        return Muon([g for g in groups if g["params"]] + [muon_group], lr=cfg.lr, momentum=cfg.momentum)
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, head, head_lr)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(

@@ -320,7 +320,12 @@ class _Trainer:
         self.cfg = replace(self.cfg, **values)
         validate(self.cfg)
         shown = dict(
-            batch_size="batch", lr="lr", epochs="epochs", augment="augment", crop_padding="crop padding"
+            batch_size="batch",
+            lr="lr",
+            epochs="epochs",
+            optimizer="optimizer",
+            augment="augment",
+            crop_padding="crop padding",
         )
         log.info(
             "auto: %s (for %s training images; set %s to choose)",
