@@ -54,9 +54,8 @@ class TrainConfig:
     # peak learning rate for batch_size (auto: scaled with it); with muon, that of the parameters SGD trains
     lr: float | None = None
     momentum: float = 0.9
-    muon_lr: float = (
-        0.07  # with optimizer muon: the peak learning rate of its weight matrices (any batch size)
-    )
+    # with optimizer muon: the peak learning rate of its weight matrices (not scaled with the batch size)
+    muon_lr: float = 0.07
     muon_momentum: float = 0.6  # with optimizer muon: the momentum of its weight matrices (Nesterov)
     nesterov: bool = True
     weight_decay: float = 5e-4
@@ -175,8 +174,8 @@ AUTO_CROP_FRACTION = 14
 # The optimizer: Muon where the batch is at least AUTO_MUON_MIN_BATCH, SGD below. Muon's orthogonalisation
 # is a fixed cost a step (0.35 G multiply-adds for quicknet_s): 2.4 % of a step's arithmetic at batch 512, 5 %
 # at 256, 38 % at 32. On Fashion-MNIST (batch 512) 6 epochs of Muon beat 7 of SGD; on the
-# 2,000-image folder (batch 32, 30 epochs) Muon gained 1.1 points (86.66 % vs 85.60 % on 10,000 test images,
-# 3 seeds) but took 1.5x the time, which the AVX2 machine's 2-minute budget for that folder does not have.
+# 2,000-image folder (batch 32, 30 epochs) Muon gained a point (86.66 % vs 85.60 % on 10,000 test images,
+# 3 seeds) but took 1.6x the time, which the AVX2 machine's 2-minute budget for that folder does not have.
 AUTO_MUON_MIN_BATCH = 256
 AUTO_BATCH, AUTO_SGD_LR, AUTO_ADAMW_LR, AUTO_EPOCHS = 512, 0.4, 2e-3, 6
 # Epochs on smaller data grow as 7 x AUTO_FULL_SIZE / n: the rule measured with SGD (7 epochs, the fast preset's

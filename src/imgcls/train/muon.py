@@ -28,8 +28,9 @@ from torch import nn
 
 __all__ = ["Muon", "muon_parameter_names", "orthogonalise"]
 
-# Keller Jordan's quintic Newton-Schulz coefficients: a few steps push every singular value into about
-# [0.7, 1.2] (not exactly 1, which would need more steps and gains nothing measurable).
+# Keller Jordan's quintic Newton-Schulz coefficients: five steps push every singular value into about
+# [0.68, 1.14] (measured for singular values down to 1/300 of the largest), not exactly to 1, which would need
+# more steps for no gain he could measure.
 _NS_COEFFS = (3.4445, -4.7750, 2.0315)
 _NS_STEPS = 5
 
