@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import imgcls.cli.main as cli_main
 import imgcls.train
 from imgcls.cli.main import EXIT_BROKEN_PIPE, EXIT_TERMINATED, main
 from imgcls.errors import describe_os_error
@@ -205,3 +207,18 @@ def test_sigterm_stops_training_like_ctrl_c_and_the_run_resumes(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["run_dir"] == str(run)
+
+
+def test_verbose_is_imgcls_debug_output_without_the_libraries_debug_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root, pkg = logging.getLogger(), logging.getLogger("imgcls")
+    monkeypatch.setattr(root, "handlers", [])  # basicConfig configures a root without handlers
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(pkg, "level", pkg.level)
+    cli_main._setup_logging(verbose=True, quiet=False)
+    assert logging.getLogger("imgcls.train.trainer").isEnabledFor(logging.DEBUG)
+    assert not logging.getLogger("matplotlib.font_manager").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("matplotlib.font_manager").isEnabledFor(logging.INFO)
+    cli_main._setup_logging(verbose=False, quiet=True)
+    assert not logging.getLogger("imgcls.train.trainer").isEnabledFor(logging.INFO)

@@ -42,6 +42,25 @@ def test_batch_counts_and_drop_last() -> None:
         BatchLoader(ds, 0, train=True)
 
 
+def test_a_subset_is_drawn_once_each_with_the_dataset_indices_of_the_batch() -> None:
+    ds = tiny(12)
+    loader = BatchLoader(ds, 3, train=True, seed=5)
+    loader.with_index = True
+    chosen = torch.tensor([1, 2, 4, 7, 8, 10])
+    loader.set_subset(chosen)
+    assert len(loader) == 2
+    batches = list(loader)
+    index = torch.cat([i for _, _, i in batches])
+    assert sorted(index.tolist()) == chosen.tolist()  # each chosen image once, no other
+    for x, y, i in batches:  # the index names the images the batch holds
+        assert torch.equal(y, ds.labels[i])
+        torch.testing.assert_close(x, (ds.images[i].float() / 255 - 0.5) / 0.25)
+    loader.set_subset(None)
+    assert len(loader) == 4 and sorted(torch.cat([i for _, _, i in loader]).tolist()) == list(range(12))
+    with pytest.raises(ConfigError, match="training loader"):
+        BatchLoader(ds, 3, train=False).set_subset(chosen)
+
+
 def test_eval_batches_are_in_order_and_normalised() -> None:
     ds = tiny(10, c=3)
     x = torch.cat([xb for xb, _ in BatchLoader(ds, 4, train=False, augment=AUGMENT_PRESETS["strong"])])

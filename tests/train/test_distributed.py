@@ -92,6 +92,17 @@ def test_two_processes_train_as_one_and_count_every_test_image_once(
     assert load_run(two.run_dir, which="last").classes == load_run(reference.run_dir, which="last").classes
 
 
+def test_two_processes_leave_out_the_easy_images_one_process_leaves_out(data: Path, tmp_path: Path) -> None:
+    """--prune-easy: each process records the losses of its share of a batch; summed, every process plans
+    the next epoch from all the scores, as one process does."""
+    one = train(_cfg(data, tmp_path, "one", epochs=3, prune_easy=0.5))
+    two = launch_training(_cfg(data, tmp_path, "two", epochs=3, prune_easy=0.5), nproc=2)
+    images = [r["images"] for r in one.history]
+    assert images[1] < 144 and [r["images"] for r in two.history] == images
+    assert two.steps == one.steps
+    _assert_same_weights(one.run_dir, two.run_dir)
+
+
 def test_a_checkpoint_of_two_processes_resumes_in_one(reference, data: Path, tmp_path: Path) -> None:
     half = launch_training(_cfg(data, tmp_path, "half", epochs=1), nproc=2)
     assert half.steps == 12

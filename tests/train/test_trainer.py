@@ -61,7 +61,16 @@ def test_train_learns_and_writes_the_run_directory(tiny_fmnist: Path, tmp_path: 
 
 
 def _interrupting(loader, after: int):
-    class Interrupting:
+    class Interrupting(type(loader)):  # the loader's own methods (subsets, indices), an interrupt added
+        def __init__(self) -> None:
+            pass
+
+        def __getattr__(self, name: str):
+            return getattr(loader, name)
+
+        def __setattr__(self, name: str, value) -> None:
+            setattr(loader, name, value)
+
         def __len__(self) -> int:
             return len(loader)
 
@@ -77,12 +86,13 @@ def _interrupting(loader, after: int):
     return Interrupting()
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+# prune_easy: the interrupted second epoch leaves easy images out, planned from the scores in state.pt
+@pytest.mark.parametrize("optimizer,prune_easy", [("sgd", 0.0), ("muon", 0.0), ("sgd", 0.5)])
 def test_resume_ends_with_the_same_weights(
-    tiny_fmnist: Path, tmp_path: Path, monkeypatch, optimizer: str
+    tiny_fmnist: Path, tmp_path: Path, monkeypatch, optimizer: str, prune_easy: float
 ) -> None:
     cfg = dict(epochs=3, ema_decay=0.9, label_smoothing=0.1, augment="standard", weight_decay=5e-4)
-    cfg["optimizer"] = optimizer
+    cfg |= dict(optimizer=optimizer, prune_easy=prune_easy)
     ref = train(_cfg(tiny_fmnist, tmp_path / "a", **cfg))
 
     original = trainer_mod._Trainer._train_epoch
@@ -106,6 +116,9 @@ def test_resume_ends_with_the_same_weights(
         assert torch.equal(a[k], b[k]), k
     assert resumed.test_acc == ref.test_acc
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in ref.history]
+    assert [r["images"] for r in resumed.history] == [r["images"] for r in ref.history]
+    if prune_easy:
+        assert ref.history[1]["images"] < ref.history[0]["images"]
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(tiny_fmnist: Path, tmp_path: Path, monkeypatch) -> None:

@@ -85,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # -v is imgcls's debug output; the libraries' own debug lines stay out (matplotlib's font search alone
+    # logs hundreds when a run draws its curves)
+    logging.basicConfig(level=max(level, logging.INFO), format="%(message)s", stream=sys.stderr)
+    logging.getLogger("imgcls").setLevel(level)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,8 @@ _HELP = {
     "sgd (Nesterov momentum), adamw",
     "lr": "peak learning rate (auto: follows the batch size); with muon, that of the parameters SGD trains",
     "muon_lr": "with --optimizer muon: the peak learning rate of the convolutions' and linear layers' weights",
+    "prune_easy": "InfoBatch: in the epochs between the first and the last, leave out each image whose last loss "
+    "was below the mean with this probability, the kept ones weighing more (0, the default: every image)",
     "augment": "augmentation: auto (mirror; padded crops too on small data), none, flip, light, standard, strong",
     "epochs": "number of epochs (fractions allowed)",
     "device": "auto, cpu, cuda, cuda:N or mps",

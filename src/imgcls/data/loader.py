@@ -6,6 +6,9 @@ runs per sample, which is what makes a CPU epoch of Fashion-MNIST cost little mo
 :class:`StreamingLoader` serves a :class:`FolderDataset` through worker processes that decode images, then
 treats each collated batch the same way.
 
+A training loader can draw from a subset of the images (``set_subset``: the epochs that leave easy images
+out, :mod:`imgcls.train.pruning`) and yield each batch's dataset indices with it (``with_index``).
+
 Randomness is a pure function of ``(seed, epoch, batch index)``: the order from ``(seed, epoch)``, each
 batch's augmentation from its own generator seeded by ``(seed, epoch, batch)``. A run restarted at an epoch
 sees the same batches as an uninterrupted one. ``set_epoch(e)`` pins the next pass to epoch ``e``; without it
@@ -174,11 +177,21 @@ class BatchLoader(_Loader):
         # Moved once: every batch afterwards is an index_select on the device, no host-to-device copy.
         self.images = dataset.images.to(self.device)
         self.labels = dataset.labels.to(self.device)
+        # Training on part of the data (imgcls.train.pruning): the indices an epoch draws from; None: all.
+        self.subset: torch.Tensor | None = None
+        # yield (x, y, index): the dataset indices of this process's images of the batch
+        self.with_index = False
+
+    def set_subset(self, indices: torch.Tensor | None) -> None:
+        """Draw the next passes' batches from the images ``indices`` only (None: from all of them)."""
+        if not self.train:
+            raise ConfigError("only a training loader draws from a subset")
+        self.subset = None if indices is None else indices.to(torch.long)
 
     def __len__(self) -> int:
         """Batches per pass: in training the global batches (the same on every rank), in evaluation this
         rank's."""
-        n = self._hi - self._lo
+        n = self._hi - self._lo if self.subset is None else len(self.subset)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
@@ -186,7 +199,10 @@ class BatchLoader(_Loader):
         order = None
         if self.train:
             g = torch.Generator().manual_seed(_seed(self.seed, epoch, 0))
-            order = torch.randperm(len(self.dataset), generator=g).to(self.device)
+            if self.subset is None:
+                order = torch.randperm(len(self.dataset), generator=g).to(self.device)
+            else:
+                order = self.subset[torch.randperm(len(self.subset), generator=g)].to(self.device)
         bs, lo = self.batch_size, self._lo
         for i in range(len(self)):
             if order is None:  # a slice is a view: no copy at all for evaluation batches
@@ -203,7 +219,10 @@ class BatchLoader(_Loader):
                 if self._transform.augment is None:
                     idx, keep = idx[keep], None  # nothing random: read only this rank's images
             x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
-            yield self._transform(x, y, epoch, i, keep)
+            if self.with_index:
+                yield (*self._transform(x, y, epoch, i, keep), idx if keep is None else idx[keep])
+            else:
+                yield self._transform(x, y, epoch, i, keep)
 
 
 class _EpochSampler(torch.utils.data.Sampler[int]):

@@ -68,6 +68,11 @@ class TrainConfig:
     label_smoothing: float = 0.1
     # "auto": weigh each class's loss by n / (classes * count), scikit-learn's "balanced" (imbalanced folders)
     class_weights: Literal["none", "auto"] = "none"
+    # InfoBatch (imgcls.train.pruning): in every epoch but the first and the last, each image whose last loss
+    # was below the mean is left out with this probability (its group's kept images weigh 1/(1-p) in the loss).
+    # 0: every image every epoch. Off by default: on Fashion-MNIST 0.5 saved a quarter of the steps and cost
+    # 0.2-0.3 points of the fast preset's accuracy (README, "Speed: the main job").
+    prune_easy: float = 0.0
     grad_clip: float | None = None  # max global gradient norm
     accum_steps: int = 1  # gradient accumulation: optimizer step every N batches
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 where the hardware has it
@@ -389,6 +394,7 @@ RANGES: dict[str, Range] = {
     "step_epochs": Range(0),
     "step_gamma": Range(0, 1, lo_open=True),
     "label_smoothing": Range(0, 1, hi_open=True),
+    "prune_easy": Range(0, 0.9),  # a probability; 1 would leave the easy images out for good
     "grad_clip": Range(0, lo_open=True),
     "accum_steps": Range(1, 2**20),
     "ema_decay": Range(0, 1, lo_open=True, hi_open=True),

@@ -113,7 +113,13 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: fl
 
 
 def build_schedule(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: float
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    total_steps: int | Callable[[], int],
+    steps_per_epoch: float,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    fn: Callable[[int], float] = lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch)  # noqa: E731
+    """The lr schedule over ``total_steps`` optimizer steps; a callable is asked at every step (a run whose
+    epochs shrink as it goes, imgcls.train.pruning, plans its length epoch by epoch)."""
+    total = total_steps if callable(total_steps) else lambda: total_steps
+    fn: Callable[[int], float] = lambda step: lr_factor(cfg, step, total(), steps_per_epoch)  # noqa: E731
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)

@@ -38,7 +38,7 @@ import yaml
 from torch import nn
 
 import imgcls
-from imgcls.data import AugmentConfig, get_augment, load_dataset, make_loader, subset
+from imgcls.data import AugmentConfig, BatchLoader, get_augment, load_dataset, make_loader, subset
 from imgcls.data.info import DatasetInfo, adapt_info, match_classes
 from imgcls.errors import CheckpointError, ConfigError, DataError, ImgclsError
 from imgcls.metrics import EvalResult, evaluate
@@ -59,6 +59,7 @@ from imgcls.train.config import (
 from imgcls.train.ema import ModelEma
 from imgcls.train.finetune import head_module_names, set_backbone_frozen
 from imgcls.train.optim import build_optimizer, build_schedule
+from imgcls.train.pruning import EasyPruner
 from imgcls.utils.device import autocast, resolve_amp, resolve_device
 from imgcls.utils.files import atomic_path, atomic_write_text, remove_stale_temporaries
 from imgcls.utils.hardware import MIN_STEP_SPEEDUP, bf16_step_speedup, one_thread_step_speedup
@@ -700,11 +701,51 @@ class _Trainer:
         if cfg.max_steps is not None:
             total_steps = min(total_steps, cfg.max_steps)
         num_epochs = math.ceil(total_steps / steps_per_epoch)
+        self.pruner = self._build_pruner(num_epochs)
+        # With easy images left out, an epoch has fewer steps than steps_per_epoch: each epoch plans the steps
+        # left (_plan_epoch) and the schedule follows that plan, so it still ends at the run's last step.
+        self.total_steps = self.planned_steps = total_steps
         self.optimizer = build_optimizer(self.model, cfg)
-        self.schedule = build_schedule(self.optimizer, cfg, total_steps, steps_per_epoch)
+        self.schedule = build_schedule(self.optimizer, cfg, lambda: self.planned_steps, steps_per_epoch)
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         return total_steps, num_epochs
+
+    def _build_pruner(self, num_epochs: int) -> EasyPruner | None:
+        """InfoBatch's pruning of easy images (--prune-easy), where the training images are in memory."""
+        cfg = self.cfg
+        if not cfg.prune_easy:
+            return None
+        if not isinstance(self.train_loader, BatchLoader):
+            log.warning(
+                "--prune-easy needs the training images in memory, and this dataset streams from disk: "
+                "every epoch trains on all of them"
+            )
+            return None
+        self.train_loader.with_index = True
+        return EasyPruner(len(self.train_set), cfg.prune_easy, num_epochs, cfg.seed)
+
+    def _plan_epoch(self, epoch: int, num_epochs: int, step: int) -> None:
+        """Choose the images of ``epoch`` (pruning) and plan the run's steps from here to its end."""
+        pruner, loader, accum = self.pruner, self.train_loader, self.cfg.accum_steps
+        total_steps = self.total_steps  # the run's steps without pruning (at most --max-steps)
+        assert pruner is not None and isinstance(loader, BatchLoader)
+        loader.set_subset(None)
+        full = len(loader) // accum
+        loader.set_subset(pruner.plan(epoch))
+        steps = len(loader) // accum
+        # this epoch's steps, then the later pruned epochs as long as this one and the full ones whole
+        plan = [steps] + [steps if pruner.prunes(e) else full for e in range(epoch + 1, num_epochs)]
+        plan[-1] = min(plan[-1], total_steps - (num_epochs - 1) * full)  # a fractional --epochs cuts the last
+        self.planned_steps = min(total_steps, step + sum(plan))
+        if loader.subset is not None:
+            log.info(
+                "epoch %d: %s of %s training images (easy ones left out with probability %g, InfoBatch)",
+                epoch + 1,
+                f"{len(loader.subset):,}",
+                f"{len(self.train_set):,}",
+                pruner.prob,
+            )
 
     def _begin(self, num_epochs: int) -> tuple[int, int, float, list[dict[str, Any]]]:
         """Restore a resumed run's state or announce a new run; returns the first epoch, the step, the best
@@ -761,6 +802,7 @@ class _Trainer:
         try:
             for epoch in range(start_epoch, num_epochs):
                 row, step = self._train_epoch(epoch, num_epochs, step, total_steps)
+                total_steps = self.planned_steps
                 dist.broadcast_buffers(self.model)  # rank 0's BatchNorm statistics: one model everywhere
                 if self.ema is not None:
                     dist.broadcast_buffers(self.ema.module)
@@ -881,8 +923,11 @@ class _Trainer:
             self.run_dir / "skipped.txt",
         )
 
-    def _loss(self, out: torch.Tensor | AuxOutputs, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        kw = dict(label_smoothing=self.cfg.label_smoothing, weight=self.class_weight)
+    def _loss(
+        self, out: torch.Tensor | AuxOutputs, y: torch.Tensor, reduction: str = "mean"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss (``reduction="none"``: each image's) and the logits."""
+        kw = dict(label_smoothing=self.cfg.label_smoothing, weight=self.class_weight, reduction=reduction)
         if isinstance(out, AuxOutputs):
             loss = F.cross_entropy(out.logits, y, **kw)
             for aux in out.aux:  # GoogLeNet: auxiliary classifiers weighted 0.3 (Szegedy et al. 2014, sec. 5)
@@ -901,6 +946,9 @@ class _Trainer:
             self._freeze_for(epoch)
         model = self.step_model  # (re-wrapped by _freeze_for when the parameters that train change)
         self.train_loader.set_epoch(epoch)
+        if self.pruner is not None:
+            self._plan_epoch(epoch, num_epochs, step)
+            total_steps = self.planned_steps
         accum = cfg.accum_steps
         # Each epoch starts from clean gradients, and the batches past the last full group of accum_steps
         # are not drawn: their gradients would never reach an optimizer step (nor leak into the next epoch's).
@@ -923,9 +971,10 @@ class _Trainer:
         )
         size = cfg.train_sizes[min(epoch, len(cfg.train_sizes) - 1)] if cfg.train_sizes else None
         t0 = time.perf_counter()
-        for i, (x, y) in enumerate(self.train_loader):
+        for i, batch in enumerate(self.train_loader):
             if i >= usable:
                 break
+            x, y = batch[0], batch[1]
             if size is not None and size != x.shape[-1]:  # progressive resizing: a smaller early epoch
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             stepped = (i + 1) % accum == 0
@@ -934,7 +983,13 @@ class _Trainer:
             with no_sync() if no_sync is not None else contextlib.nullcontext():
                 with autocast(self.device, self.amp_dtype):
                     out = model(x)
-                    loss, logits = self._loss(out, y)
+                    if self.pruner is None:
+                        loss, logits = self._loss(out, y)
+                    else:  # per-image losses: the pruner's scores, weighted as its plan says (a plain mean
+                        # over the batch, also with --class-weights, whose mean divides by the weights' sum)
+                        losses, logits = self._loss(out, y, reduction="none")
+                        self.pruner.record(batch[2], losses)
+                        loss = (losses * self.pruner.weights[batch[2].cpu()].to(losses.device)).mean()
                 self.scaler.scale(loss / accum if accum > 1 else loss).backward()
             n_batches += 1
             n_images += x.shape[0]
@@ -984,6 +1039,8 @@ class _Trainer:
                 break
         bar.close()
         self._check_finite(loss_sum, epoch, step)
+        if self.pruner is not None:
+            self.pruner.end_epoch(dist.all_reduce_sum if dist.enabled else None)
         seconds = time.perf_counter() - t0
         if dist.enabled:  # the epoch's figures over all processes (the same on every rank)
             totals = dist.all_reduce_sum(
@@ -1079,6 +1136,7 @@ class _Trainer:
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "pruning": self.pruner.state_dict() if self.pruner is not None else None,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "config": self.cfg.to_dict(),
@@ -1111,6 +1169,8 @@ class _Trainer:
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.pruner is not None and state.get("pruning") is not None:
+            self.pruner.load_state_dict(state["pruning"])
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng_cuda"])
