@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from imgcls.train import TrainConfig, train
 from imgcls.train.pruning import EasyPruner
+from tests.conftest import pattern_images
 from tests.train.test_trainer import _cfg as trainer_cfg
 
 
@@ -106,3 +109,31 @@ def test_a_fractional_last_epoch_is_cut_where_the_plan_says(tiny_fmnist: Path, t
     r = train(_cfg(tiny_fmnist, tmp_path, epochs=3.5))  # the last epoch: 5 of its 9 batches
     assert r.history[-1]["images"] == 5 * 16 and r.history[-1]["lr"] == 0.0
     assert r.steps == sum(row["images"] for row in r.history) // 16
+
+
+def test_a_folder_that_streams_from_disk_trains_on_every_image_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import imgcls.data.folder as folder_mod
+
+    root = tmp_path / "data"
+    x, y = pattern_images(120, 3, 8, 1, 0)
+    for i, (img, label) in enumerate(zip(x, y)):
+        (root / "abc"[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0]).save(root / "abc"[label] / f"{i}.png")
+    monkeypatch.setattr(folder_mod, "IN_MEMORY_BYTES", 0)  # any folder streams
+    cfg = TrainConfig(
+        dataset=f"folder:{root}",
+        out_dir=str(tmp_path / "runs"),
+        epochs=3,
+        batch_size=16,
+        lr=0.05,
+        progress=False,
+        amp="off",
+        prune_easy=0.5,
+        threads=1,
+    )
+    with caplog.at_level(logging.WARNING, logger="imgcls"):
+        r = train(cfg)
+    assert "--prune-easy needs the training images in memory" in caplog.text
+    assert len({row["images"] for row in r.history}) == 1  # every epoch the same, whole batches of all
