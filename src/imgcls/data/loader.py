@@ -151,7 +151,8 @@ class BatchLoader(_Loader):
     ``train=True`` shuffles, augments with ``augment`` and by default drops the last partial batch (steady
     batch statistics); ``train=False`` keeps the order and every sample, and never augments. Yields
     ``(x, y)``: ``x`` float32 normalised ``(B, C, H, W)``, ``y`` int64 ``(B,)``, or float ``(B, K)`` soft
-    labels when mixup/cutmix are on.
+    labels when mixup/cutmix are on; with ``with_index`` set, training batches also carry the dataset indices
+    of their images, ``(x, y, index)``.
     """
 
     def __init__(
