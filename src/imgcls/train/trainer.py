@@ -688,28 +688,29 @@ class _Trainer:
             self.dist.close()
 
     def _run(self) -> TrainResult:
-        total_steps, num_epochs = self._build_optimizer()
+        num_epochs = self._build_optimizer()
         start_epoch, step, best_acc, history = self._begin(num_epochs)
-        step = self._train_epochs(start_epoch, num_epochs, step, total_steps, best_acc, history)
+        step = self._train_epochs(start_epoch, num_epochs, step, best_acc, history)
         return self._finish(step, history)
 
-    def _build_optimizer(self) -> tuple[int, int]:
-        """The optimizer, schedule and loss scaler of the run; returns its total steps and epochs."""
+    def _build_optimizer(self) -> int:
+        """The optimizer, schedule and loss scaler of the run, and its planned steps; returns its epochs."""
         cfg = self.cfg
-        steps_per_epoch = len(self.train_loader) // cfg.accum_steps
+        self.steps_per_epoch = steps_per_epoch = len(self.train_loader) // cfg.accum_steps
         total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
         if cfg.max_steps is not None:
             total_steps = min(total_steps, cfg.max_steps)
         num_epochs = math.ceil(total_steps / steps_per_epoch)
         self.pruner = self._build_pruner(num_epochs)
         # With easy images left out, an epoch has fewer steps than steps_per_epoch: each epoch plans the steps
-        # left (_plan_epoch) and the schedule follows that plan, so it still ends at the run's last step.
+        # left (_plan_epoch) and the schedule and the training loop follow that plan, so the schedule still
+        # ends at the run's last step. Without pruning the plan stays total_steps.
         self.total_steps = self.planned_steps = total_steps
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = build_schedule(self.optimizer, cfg, lambda: self.planned_steps, steps_per_epoch)
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        return total_steps, num_epochs
+        return num_epochs
 
     def _build_pruner(self, num_epochs: int) -> EasyPruner | None:
         """InfoBatch's pruning of easy images (--prune-easy), where the training images are in memory."""
@@ -730,8 +731,7 @@ class _Trainer:
         pruner, loader, accum = self.pruner, self.train_loader, self.cfg.accum_steps
         total_steps = self.total_steps  # the run's steps without pruning (at most --max-steps)
         assert pruner is not None and isinstance(loader, BatchLoader)
-        loader.set_subset(None)
-        full = len(loader) // accum
+        full = self.steps_per_epoch
         loader.set_subset(pruner.plan(epoch))
         steps = len(loader) // accum
         # this epoch's steps, then the later pruned epochs as long as this one and the full ones whole
@@ -791,23 +791,21 @@ class _Trainer:
         start_epoch: int,
         num_epochs: int,
         step: int,
-        total_steps: int,
         best_acc: float,
         history: list[dict[str, Any]],
     ) -> int:
-        """Train, validate and checkpoint epoch by epoch until the last, ``total_steps`` or an early stop;
+        """Train, validate and checkpoint epoch by epoch until the last, the planned steps or an early stop;
         appends each epoch's row to ``history`` and returns the step reached."""
         cfg, dist = self.cfg, self.dist
         epoch = start_epoch
         try:
             for epoch in range(start_epoch, num_epochs):
-                row, step = self._train_epoch(epoch, num_epochs, step, total_steps)
-                total_steps = self.planned_steps
+                row, step = self._train_epoch(epoch, num_epochs, step)
                 dist.broadcast_buffers(self.model)  # rank 0's BatchNorm statistics: one model everywhere
                 if self.ema is not None:
                     dist.broadcast_buffers(self.ema.module)
                 self._check_weights(epoch, step)
-                is_last = epoch == num_epochs - 1 or step >= total_steps
+                is_last = epoch == num_epochs - 1 or step >= self.planned_steps
                 best = False
                 if self.val_loader is not None and (is_last or (epoch + 1) % cfg.eval_every == 0):
                     val = self._evaluate(self.val_loader)
@@ -821,7 +819,7 @@ class _Trainer:
                     self._save(epoch, step, best_acc, history, best)
                 dist.barrier()  # the checkpoint is whole before any rank goes on (or stops)
                 self._log_epoch(row, num_epochs)
-                if step >= total_steps:
+                if step >= self.planned_steps:
                     break
                 if (
                     (waited := _validations_since_best(history)) is not None
@@ -935,9 +933,7 @@ class _Trainer:
             return loss, out.logits
         return F.cross_entropy(out, y, **kw), out
 
-    def _train_epoch(
-        self, epoch: int, num_epochs: int, step: int, total_steps: int
-    ) -> tuple[dict[str, Any], int]:
+    def _train_epoch(self, epoch: int, num_epochs: int, step: int) -> tuple[dict[str, Any], int]:
         from tqdm.auto import tqdm
 
         cfg, opt, dist = self.cfg, self.optimizer, self.dist
@@ -948,7 +944,7 @@ class _Trainer:
         self.train_loader.set_epoch(epoch)
         if self.pruner is not None:
             self._plan_epoch(epoch, num_epochs, step)
-            total_steps = self.planned_steps
+        total_steps = self.planned_steps
         accum = cfg.accum_steps
         # Each epoch starts from clean gradients, and the batches past the last full group of accum_steps
         # are not drawn: their gradients would never reach an optimizer step (nor leak into the next epoch's).
